@@ -1,0 +1,123 @@
+"""The ``orch`` command line. Thin: parses options, builds the experiment, calls the runner
+and the report."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from orchestrator import report
+from orchestrator.experiment import DEFAULT_LENGTHS, AblationExperiment, Resources
+from orchestrator.runner import run_sweep
+from orchestrator.workdir import ENV_VAR, Workdir
+from storage.sources.synthetic import SyntheticSpec, ensure_store
+from storage.store import FrameStore, StoreError
+from trainables.config import TrainConfig, TrialConfig
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="orch: orchestrated micro-expression recognition experiments (Ray Tune + MLflow).")
+console = Console()
+
+
+@app.callback()
+def _group() -> None:
+    """orch: orchestrated micro-expression recognition experiments (Ray Tune + MLflow)."""
+
+
+def _fail(msg: str) -> None:
+    console.print(f"[bold red]error:[/] {msg}")
+    raise typer.Exit(2)
+
+
+def _builtin_store(workdir: Workdir) -> Path:
+    spec = SyntheticSpec()
+    with Progress(TextColumn("building the built-in synthetic benchmark"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("clips"), TimeRemainingColumn(), console=console) as bar:
+        task = bar.add_task("", total=spec.n_clips)
+        path, built = ensure_store(spec, workdir.stores, progress=lambda i, n: bar.update(task, completed=i))
+    console.print(f"benchmark store: {path} ({'built' if built else 'cached'})")
+    return path
+
+
+@app.command()
+def ablation(
+    seeds: int = typer.Option(30, help="Number of random seeds (0 .. seeds-1)."),
+    lengths: str = typer.Option(",".join(DEFAULT_LENGTHS), help="Frames per clip, comma-separated: integers or 'all'."),
+    store: Optional[Path] = typer.Option(None, help="Frame store to use; default: the built-in synthetic benchmark."),
+    epochs: int = typer.Option(TrainConfig.epochs, help="Training epochs per trial."),
+    experiment: str = typer.Option("ablation", help="Experiment name (MLflow experiment, report folder)."),
+    cpus_per_trial: float = typer.Option(1.0, help="CPUs per trial (also its torch threads)."),
+    gpus_per_trial: float = typer.Option(0.0, help="GPUs per trial."),
+    address: Optional[str] = typer.Option(None, help="Ray cluster address ('auto' or host:port); default: local Ray."),
+    workdir: Optional[Path] = typer.Option(None, help=f"Where everything is written (default ${ENV_VAR} or ./orch-work)."),
+    progress: bool = typer.Option(True, help="Show the live progress display."),
+):
+    """Frame-length ablation: seeds x N frames as one Ray Tune experiment.
+
+    Split roles (the paper's Section 5.1): train on 'train', choose the best epoch on
+    'test_A' (validation), report on 'test_B' (test). Prints the Table 4 layout at the end.
+    """
+    wd = Workdir.resolve(workdir)
+    console.print(f"workdir: [bold]{wd.root}[/]")
+    try:
+        exp = AblationExperiment(
+            name=experiment, seeds=tuple(range(seeds)), lengths=tuple(x.strip() for x in lengths.split(",") if x.strip()),
+            trial=TrialConfig(train=dataclasses.replace(TrainConfig(), epochs=epochs)),
+            resources=Resources(cpus_per_trial, gpus_per_trial),
+        )
+    except ValueError as e:
+        _fail(str(e))
+    store_path = store if store is not None else _builtin_store(wd)
+    try:
+        fs = FrameStore(store_path)
+    except StoreError as e:
+        _fail(str(e))
+    exp = exp.with_store(str(Path(store_path).resolve()))
+    console.print(f"experiment {exp.name!r}: {len(exp.seeds)} seeds x lengths {','.join(exp.lengths)} = "
+                  f"{exp.n_trials} trials, {epochs} epochs each; store {fs.fingerprint[:12]} ({len(fs)} clips)")
+    t0 = time.time()
+    outcome = run_sweep(exp, fs.fingerprint, wd, address=address, console=console, show_progress=progress)
+    results = report.finished_runs(wd.tracking_uri, outcome.experiment_id, outcome.sweep_key)
+    rows = report.ablation_table(results)
+    title = f"{exp.name}: frame-length ablation ({len(exp.seeds)} seeds, {epochs} epochs)"
+    out = wd.reports(exp.name)
+    (out / "table4.md").write_text(report.to_markdown(rows, title))
+    report.write_csv(rows, out / "table4.csv")
+    if rows:
+        report.plot(rows, out / "table4.png", title)
+    _print_table(rows, title)
+    console.print(f"{len(results)} finished runs of {exp.n_trials} trials; {outcome.n_errored} failed "
+                  f"after retries; {time.time() - t0:.0f} s")
+    console.print(f"tables: {out / 'table4.md'}, {out / 'table4.csv'}, {out / 'table4.png'}")
+    console.print(f"browse the runs: [bold]{mlflow_ui_command(wd)}[/] (then open http://127.0.0.1:5000)")
+    console.print(f"workdir: [bold]{wd.root}[/]")
+    if outcome.n_errored:
+        raise typer.Exit(1)
+
+
+def mlflow_ui_command(wd: Workdir) -> str:
+    return f"mlflow ui --backend-store-uri '{wd.tracking_uri}' --host 127.0.0.1 --port 5000"
+
+
+def _print_table(rows: list[report.AblationRow], title: str) -> None:
+    t = Table(title=title)
+    for col in ("N frames", "UF1 (%)", "UAR (%)", "seeds"):
+        t.add_column(col, justify="right")
+    for r in rows:
+        t.add_row(r.length, report._pm(r.uf1_mean, r.uf1_std), report._pm(r.uar_mean, r.uar_std), str(r.n_seeds))
+    console.print(t)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

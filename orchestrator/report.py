@@ -1,0 +1,117 @@
+"""From MLflow runs to the paper's tables and plots. Reads MLflow only: what is reported is
+exactly what the runs hold.
+
+Table 4 layout (the frame-length ablation): one row per N, test UF1 and UAR as mean ± std
+over seeds (sample standard deviation, ddof = 1), and the number of seeds the row is over.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from mlflow import MlflowClient
+
+from trainables.tracking import SWEEP_KEY_TAG
+
+LENGTH_ORDER = ("4", "8", "12", "16", "all")
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    run_id: str
+    seed: int
+    length: str
+    test_uf1: float
+    test_uar: float
+    test_acc: float
+    best_epoch: int
+
+
+@dataclass(frozen=True)
+class AblationRow:
+    length: str
+    n_seeds: int
+    uf1_mean: float
+    uf1_std: float
+    uar_mean: float
+    uar_std: float
+
+
+def finished_runs(uri: str, experiment_id: str, sweep_key: str) -> list[TrialResult]:
+    client = MlflowClient(uri)
+    runs = client.search_runs([experiment_id], filter_string=(
+        f"tags.`{SWEEP_KEY_TAG}` = '{sweep_key}' and attributes.status = 'FINISHED'"), max_results=50_000)
+    out = []
+    for r in runs:
+        m, p = r.data.metrics, r.data.params
+        out.append(TrialResult(r.info.run_id, int(p["seed"]), p["length"], m["test_uf1"], m["test_uar"],
+                               m["test_acc"], int(m["best_epoch"])))
+    return out
+
+
+def _length_key(length: str) -> tuple[int, int]:
+    return (1, 0) if length == "all" else (0, int(length))
+
+
+def _mean_std(x: list[float]) -> tuple[float, float]:
+    a = np.asarray(x, dtype=np.float64)
+    return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else math.nan
+
+
+def ablation_table(results: list[TrialResult]) -> list[AblationRow]:
+    rows = []
+    for length in sorted({r.length for r in results}, key=_length_key):
+        rs = [r for r in results if r.length == length]
+        uf1 = _mean_std([r.test_uf1 for r in rs])
+        uar = _mean_std([r.test_uar for r in rs])
+        rows.append(AblationRow(length, len(rs), *uf1, *uar))
+    return rows
+
+
+def _pm(mean: float, std: float, scale: float = 100.0) -> str:
+    s = "n/a" if math.isnan(std) else f"{std * scale:.2f}"
+    return f"{mean * scale:.2f} ± {s}"
+
+
+def to_markdown(rows: list[AblationRow], title: str) -> str:
+    lines = [f"### {title}", "",
+             "| N frames | UF1 (%) | UAR (%) | seeds |", "|---|---|---|---|"]
+    lines += [f"| {r.length} | {_pm(r.uf1_mean, r.uf1_std)} | {_pm(r.uar_mean, r.uar_std)} | {r.n_seeds} |"
+              for r in rows]
+    lines += ["", "Test-split scores of the best-validation epoch; mean ± sample std (ddof=1) over seeds."]
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(rows: list[AblationRow], path: Path) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["n_frames", "n_seeds", "uf1_mean", "uf1_std", "uar_mean", "uar_std"])
+        for r in rows:
+            w.writerow([r.length, r.n_seeds, r.uf1_mean, r.uf1_std, r.uar_mean, r.uar_std])
+
+
+def plot(rows: list[AblationRow], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=120)
+    for attr, label in (("uf1", "UF1"), ("uar", "UAR")):
+        mean = np.array([getattr(r, f"{attr}_mean") for r in rows]) * 100
+        std = np.nan_to_num(np.array([getattr(r, f"{attr}_std") for r in rows]) * 100)
+        ax.errorbar(x, mean, yerr=std, marker="o", capsize=3, label=label)
+    ax.set_xticks(x, [r.length for r in rows])
+    ax.set_xlabel("frames per clip (N)")
+    ax.set_ylabel("test score (%)")
+    ax.set_title(title, fontsize=9)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,0 +1,135 @@
+"""Runs an experiment's trials as one Ray Tune experiment.
+
+Local Ray by default (``address=None`` starts one and shuts it down after); ``address``
+connects to a running cluster (``ray up cluster.yaml`` / ``ray start --head``). Actors are
+reused across trials, failed trials are retried from their last checkpoint, and each
+trial's torch uses the trial's CPU share.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import ray
+from mlflow import MlflowClient
+from ray import tune
+from rich.console import Console
+
+from orchestrator.experiment import AblationExperiment
+from orchestrator.progress import SweepProgress
+from orchestrator.workdir import Workdir
+from trainables.tracking import SWEEP_KEY_TAG
+from trainables.trainable import train_trial
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SweepOutcome:
+    experiment_id: str
+    sweep_key: str
+    n_trials: int
+    n_errored: int
+    tune_path: str
+    seconds: float
+
+
+def ensure_mlflow_experiment(uri: str, name: str, artifact_root: Path) -> str:
+    """The MLflow experiment's id, created (with artifacts under the workdir) if new.
+
+    Done once in the driver, before any trial starts, so that trials never race to create
+    it (or to migrate a new SQLite database)."""
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        if exp.lifecycle_stage == "deleted":
+            client.restore_experiment(exp.experiment_id)
+        return exp.experiment_id
+    artifact_location = None
+    if uri.startswith("sqlite:") or "://" not in uri:
+        artifact_location = (artifact_root / name).resolve().as_uri()
+    return client.create_experiment(name, artifact_location=artifact_location)
+
+
+def end_stale_runs(uri: str, experiment_id: str, sweep_key: str) -> int:
+    """Runs of this sweep still RUNNING after the sweep ended belong to trials that died
+    without a word (a killed worker or node): mark them KILLED so none stays RUNNING."""
+    client = MlflowClient(uri)
+    stale = client.search_runs([experiment_id], filter_string=(
+        f"tags.`{SWEEP_KEY_TAG}` = '{sweep_key}' and attributes.status = 'RUNNING'"), max_results=10_000)
+    for run in stale:
+        client.set_tag(run.info.run_id, "orch.error", "trial ended without closing its run")
+        client.set_terminated(run.info.run_id, "KILLED")
+    return len(stale)
+
+
+def init_ray(address: str | None, workdir: Workdir) -> bool:
+    """Connect to ``address`` or start local Ray. Returns True if this call started Ray."""
+    if ray.is_initialized():
+        return False
+    kwargs = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    if address:
+        ray.init(address=address, **kwargs)
+        return True
+    tmp = workdir.root / "ray"
+    if len(str(tmp)) <= 40:  # Ray's socket paths must stay under the OS limit (~107 chars)
+        kwargs["_temp_dir"] = str(tmp)
+    ray.init(**kwargs)
+    return True
+
+
+def run_sweep(exp: AblationExperiment, store_fingerprint: str, workdir: Workdir,
+              address: str | None = None, console: Console | None = None,
+              show_progress: bool = True, trainable=train_trial) -> SweepOutcome:
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # one checkpoint kept per trial forces an experiment snapshot per checkpoint; that is
+    # intended here (small checkpoints, few trials per node), so Tune need not warn about it
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    for name in ("mlflow", "alembic", "ray"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    uri = workdir.tracking_uri
+    experiment_id = ensure_mlflow_experiment(uri, exp.name, workdir.artifacts)
+    sweep_key = exp.sweep_key(store_fingerprint)
+    param_space = {
+        "seed": tune.grid_search(list(exp.seeds)),
+        "length": tune.grid_search(list(exp.lengths)),
+        "trial": exp.trial.to_dict(),
+        "tracking": {"uri": uri, "experiment_id": experiment_id, "sweep_key": sweep_key, "sweep_name": exp.name},
+        "threads": exp.resources.threads,
+        "checkpoint_every": exp.checkpoint_every,
+    }
+    resources = {"cpu": exp.resources.cpus_per_trial, "gpu": exp.resources.gpus_per_trial}
+    tune_name = f"{exp.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    progress = SweepProgress(exp.n_trials, exp.trial.train.epochs, console=console, enabled=show_progress)
+    started = init_ray(address, workdir)
+    t0 = time.time()
+    try:
+        tuner = tune.Tuner(
+            tune.with_resources(trainable, resources),
+            param_space=param_space,
+            tune_config=tune.TuneConfig(reuse_actors=True),
+            run_config=tune.RunConfig(
+                name=tune_name,
+                storage_path=str(workdir.ray_results),
+                failure_config=tune.FailureConfig(max_failures=exp.max_failures),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                callbacks=[progress],
+                verbose=0,
+            ),
+        )
+        progress.start()
+        try:
+            grid = tuner.fit()
+        finally:
+            progress.stop()
+        errored = sum(1 for r in grid if r.error is not None)
+    finally:
+        end_stale_runs(uri, experiment_id, sweep_key)
+        if started:
+            ray.shutdown()
+    return SweepOutcome(experiment_id, sweep_key, exp.n_trials, errored,
+                        str(workdir.ray_results / tune_name), time.time() - t0)

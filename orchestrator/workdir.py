@@ -1,0 +1,51 @@
+"""The one working directory everything a run writes goes under.
+
+``--workdir`` or ``$ORCH_WORKDIR`` moves it; the default is ``./orch-work``.
+
+    mlflow.db        the MLflow tracking store (SQLite), unless MLFLOW_TRACKING_URI is set
+    mlartifacts/     MLflow artifacts
+    ray_results/     Ray Tune experiments (trial checkpoints, results)
+    stores/          built-in benchmark stores, cached by their parameters
+    reports/NAME/    tables and plots of experiment NAME
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+ENV_VAR = "ORCH_WORKDIR"
+DEFAULT = "orch-work"
+
+
+@dataclass(frozen=True)
+class Workdir:
+    root: Path
+
+    @classmethod
+    def resolve(cls, path: str | os.PathLike | None = None) -> "Workdir":
+        root = Path(path or os.environ.get(ENV_VAR) or DEFAULT).expanduser().resolve()
+        root.mkdir(parents=True, exist_ok=True)
+        return cls(root)
+
+    @property
+    def tracking_uri(self) -> str:
+        return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.root / 'mlflow.db'}"
+
+    @property
+    def artifacts(self) -> Path:
+        return self.root / "mlartifacts"
+
+    @property
+    def ray_results(self) -> Path:
+        return self.root / "ray_results"
+
+    @property
+    def stores(self) -> Path:
+        return self.root / "stores"
+
+    def reports(self, experiment: str) -> Path:
+        p = self.root / "reports" / experiment
+        p.mkdir(parents=True, exist_ok=True)
+        return p

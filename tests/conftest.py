@@ -1,0 +1,32 @@
+"""Shared fixtures: a tiny synthetic store (built once per session) and one Ray instance
+for every test that needs Ray (starting Ray costs seconds)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from storage.sources.synthetic import SyntheticSpec, write_store
+
+TINY = SyntheticSpec(
+    seed=7, size=16, subjects={"train": 3, "test_A": 2, "test_B": 2}, clips_per_subject=7,
+    duration_s=(0.2, 0.3),
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_store(tmp_path_factory):
+    path = tmp_path_factory.mktemp("stores") / "tiny"
+    write_store(TINY, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    import ray
+
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()

@@ -1,0 +1,140 @@
+"""End to end with the real parts: Ray Tune trials, MLflow runs in SQLite, the Arrow store."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+from typer.testing import CliRunner
+
+from orchestrator.cli import app
+from orchestrator.experiment import AblationExperiment
+from orchestrator.runner import run_sweep
+from orchestrator.workdir import Workdir
+from storage.store import FrameStore
+from trainables.config import TrainConfig, TrialConfig
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def _local_tracking(monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
+def _runs(workdir: Path, experiment: str):
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    exp = client.get_experiment_by_name(experiment)
+    return client, client.search_runs([exp.experiment_id], max_results=1000)
+
+
+def test_orch_ablation_runs_logs_and_tabulates(tiny_store, ray_session, tmp_path):
+    wd = tmp_path / "work"
+    args = ["ablation", "--seeds", "2", "--lengths", "4,all", "--epochs", "3", "--store", str(tiny_store),
+            "--experiment", "e2e", "--workdir", str(wd), "--no-progress"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert f"workdir: {wd}" in result.output and "mlflow ui --backend-store-uri" in result.output
+
+    client, runs = _runs(wd, "e2e")
+    assert len(runs) == 4
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    fingerprint = FrameStore(tiny_store).fingerprint
+    assert {(r.data.params["seed"], r.data.params["length"]) for r in runs} == {
+        ("0", "4"), ("0", "all"), ("1", "4"), ("1", "all")}
+    for r in runs:
+        p, m = r.data.params, r.data.metrics
+        assert p["data.store_fingerprint"] == fingerprint
+        assert p["train.epochs"] == "3" and p["model.depth"] == "5" and p["model.heads"] == "8"
+        assert (p["split.train"], p["split.validation"], p["split.test"]) == ("train", "test_A", "test_B")
+        assert 1 <= m["best_epoch"] <= 3
+        for k in ("test_uf1", "test_uar", "test_acc", "best_val_uf1"):
+            assert 0.0 <= m[k] <= 1.0
+        history = client.get_metric_history(r.info.run_id, "val_uf1")
+        assert sorted(h.step for h in history) == [1, 2, 3]
+        assert m["best_val_uf1"] == max(h.value for h in history)
+
+    with open(wd / "reports" / "e2e" / "table4.csv") as f:
+        table = {row["n_frames"]: row for row in csv.DictReader(f)}
+    assert list(table) == ["4", "all"]
+    for length, row in table.items():
+        uf1 = [r.data.metrics["test_uf1"] for r in runs if r.data.params["length"] == length]
+        uar = [r.data.metrics["test_uar"] for r in runs if r.data.params["length"] == length]
+        assert int(row["n_seeds"]) == 2
+        assert float(row["uf1_mean"]) == pytest.approx(np.mean(uf1))
+        assert float(row["uf1_std"]) == pytest.approx(np.std(uf1, ddof=1))
+        assert float(row["uar_mean"]) == pytest.approx(np.mean(uar))
+        assert f"{np.mean(uf1) * 100:.2f} ±" in (wd / "reports" / "e2e" / "table4.md").read_text()
+    assert (wd / "reports" / "e2e" / "table4.png").stat().st_size > 0
+
+    # the same command again reuses the finished runs: no second run per trial
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0, again.output
+    _, runs_after = _runs(wd, "e2e")
+    assert sorted(r.info.run_id for r in runs_after) == sorted(r.info.run_id for r in runs)
+
+
+def _flaky(marker: str):
+    """The real trainable, failing once right after its 3rd epoch report."""
+
+    def flaky(config):
+        from ray import tune
+
+        from trainables import trainable as T
+
+        if os.path.exists(marker):
+            return T.train_trial(config)
+        real = tune.report
+        calls = {"n": 0}
+
+        def report(metrics, checkpoint=None):
+            real(metrics, checkpoint=checkpoint)
+            calls["n"] += 1
+            if calls["n"] == 3:
+                Path(marker).touch()
+                raise RuntimeError("injected failure after epoch 3")
+
+        T.tune.report = report
+        try:
+            return T.train_trial(config)
+        finally:
+            T.tune.report = real
+
+    return flaky
+
+
+def test_failed_trial_is_retried_into_the_same_run_with_the_same_result(tiny_store, ray_session, tmp_path):
+    import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    wd = Workdir.resolve(tmp_path / "work")
+    base = AblationExperiment(
+        name="flaky", seeds=(1,), lengths=("4",), checkpoint_every=2, max_failures=1,
+        trial=TrialConfig(train=TrainConfig(epochs=4)),
+    ).with_store(str(tiny_store))
+    fp = FrameStore(tiny_store).fingerprint
+    out = run_sweep(base, fp, wd, show_progress=False, trainable=_flaky(str(tmp_path / "failed-once")))
+    assert (tmp_path / "failed-once").exists() and out.n_errored == 0
+    client, runs = _runs(wd.root, "flaky")
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    steps = [m.step for m in client.get_metric_history(runs[0].info.run_id, "val_uf1")]
+    assert sorted(steps) == [1, 2, 3, 4]  # epoch 3 was trained twice, logged once
+
+    clean = dataclasses.replace(base, name="clean")
+    run_sweep(clean, fp, wd, show_progress=False)
+    _, clean_runs = _runs(wd.root, "clean")
+    for k in ("test_uf1", "test_uar", "test_acc", "best_epoch", "best_val_uf1"):
+        assert runs[0].data.metrics[k] == clean_runs[0].data.metrics[k], k
+
+
+def test_bad_options_fail_with_the_field_named(tmp_path):
+    r = CliRunner().invoke(app, ["ablation", "--lengths", "4,eight", "--workdir", str(tmp_path)])
+    assert r.exit_code == 2 and "length" in r.output and "eight" in r.output
+    r = CliRunner().invoke(app, ["ablation", "--store", str(tmp_path / "nope"), "--workdir", str(tmp_path)])
+    assert r.exit_code == 2 and "nope" in r.output

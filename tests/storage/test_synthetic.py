@@ -1,0 +1,99 @@
+from collections import Counter
+
+import pytest
+
+import numpy as np
+
+from storage.sources.synthetic import DFME_CLASSES, SyntheticSpec, ensure_store, generate
+from storage.sources.synthetic.benchmark import _deformation
+from storage.sources.synthetic.expressions import EXPRESSIONS, envelope
+from storage.store import FrameStore
+from tests.conftest import TINY
+
+
+def test_same_spec_same_clips_other_seed_other_clips():
+    a, b = list(generate(TINY)), list(generate(TINY))
+    assert [c.clip_id for c in a] == [c.clip_id for c in b]
+    assert all(np.array_equal(x.frames, y.frames) and x.label == y.label for x, y in zip(a, b))
+    other = list(generate(SyntheticSpec(**{**TINY.__dict__, "seed": 8})))
+    assert not np.array_equal(a[0].frames, other[0].frames)
+
+
+def test_splits_are_subject_disjoint_and_hold_every_class():
+    clips = list(generate(TINY))
+    by_split = {}
+    for c in clips:
+        by_split.setdefault(c.split, set()).add(c.subject)
+    assert set(by_split) == {"train", "test_A", "test_B"}
+    assert not (by_split["train"] & by_split["test_A"]) and not (by_split["train"] & by_split["test_B"])
+    assert not (by_split["test_A"] & by_split["test_B"])
+    for split in by_split:
+        assert {c.label for c in clips if c.split == split} == set(DFME_CLASSES)
+
+
+def test_default_benchmark_is_imbalanced_and_dfme_like():
+    spec = SyntheticSpec()
+    assert spec.n_clips == 28 * 9
+    counts = Counter(c for c in _labels(spec))
+    assert counts.most_common(1)[0][0] == "disgust"
+    assert max(counts.values()) >= 2.5 * min(counts.values())
+    assert set(spec.fps_choices) == {200, 300, 500}
+
+
+def _labels(spec):
+    from storage.sources.synthetic.benchmark import SPLITS, _class_counts
+
+    out = []
+    for i, split in enumerate(SPLITS):
+        out += _class_counts(spec.subjects[split] * spec.clips_per_subject, np.random.default_rng([spec.seed, i, 0]))
+    return out
+
+
+def test_displacements_are_micro():
+    """Unit fields peak at exactly 1, so a clip moves at most amplitude_px x expressivity
+    (<= 1.2) stored pixels: sub-pixel to ~2 px."""
+    for name in EXPRESSIONS:
+        unit = _deformation(name, 96, SyntheticSpec().sigma)
+        peak = float(np.linalg.norm(unit, axis=-1).max())
+        assert peak == pytest.approx(1.0), name
+    lo, hi = SyntheticSpec().amplitude_px
+    assert lo < 1.0 and hi * 1.2 <= 2.5
+
+
+def test_motion_is_local():
+    """Apex minus onset changes pixels near the expression's points only."""
+    spec = SyntheticSpec(seed=3, size=48, drift_px=0.0, noise=0.0,
+                         subjects={"train": 1, "test_A": 0, "test_B": 0}, clips_per_subject=7)
+    for clip in generate(spec):
+        f = clip.frames.astype(np.float32)
+        diff = np.abs(f[clip.apex] - f[0])
+        assert (diff > 8).mean() < 0.2, clip.label  # a small part of the face
+        rows = np.flatnonzero(diff.max(axis=1) > 8)
+        assert len(rows) > 0, clip.label
+        moved = {m.point.split("_")[0] for m in EXPRESSIONS[clip.label].movements}
+        top = rows.min() / spec.size
+        if moved <= {"mouth", "lip"}:
+            assert top > 0.45, (clip.label, top)  # only the lower face moved
+        if moved <= {"brow", "lid"}:
+            assert rows.max() / spec.size < 0.5, clip.label  # only the upper face moved
+
+
+def test_fear_and_surprise_differ_only_in_dynamics():
+    assert EXPRESSIONS["fear"].movements == EXPRESSIONS["surprise"].movements
+    assert EXPRESSIONS["happiness"].movements == EXPRESSIONS["contempt"].movements
+    t = np.linspace(0, 1, 200)
+    peaks = lambda e: int(np.sum((e[1:-1] > e[:-2]) & (e[1:-1] >= e[2:]) & (e[1:-1] > 0.3)))  # noqa: E731
+    for k in range(10):
+        assert peaks(envelope("double", t, np.random.default_rng(k))) == 2
+        assert peaks(envelope("single", t, np.random.default_rng(k))) == 1
+
+
+def test_ensure_store_builds_once(tmp_path):
+    spec = SyntheticSpec(**{**TINY.__dict__, "subjects": {"train": 1, "test_A": 1, "test_B": 1}})
+    path, built = ensure_store(spec, tmp_path)
+    assert built and FrameStore(path).labels == list(DFME_CLASSES)
+    again, built_again = ensure_store(spec, tmp_path)
+    assert again == path and not built_again
+    store = FrameStore(path)
+    assert set(store.column("fps")) == {100.0}  # 200/300/500 fps normalised
+    assert store.metadata["orch.user.synthetic_spec"]

@@ -1,0 +1,137 @@
+"""The epoch loop of one trial: cross-entropy, Adam at the paper's initial learning rate with
+a cosine decay per epoch, model selection on the *validation* split only.
+
+The test split never enters the loop: ``Fitter`` sees train and validation data, keeps the
+parameters of the epoch with the best validation UF1 (earliest on ties), and ``evaluate``
+on the test split is called once, afterwards, with those parameters.
+
+Every random choice derives from the seed and the epoch number (initialisation from the
+seed; the epoch's data order and dropout from ``(seed, epoch)``), so a trial resumed from a
+checkpoint at epoch k continues exactly as the uninterrupted trial would.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainables.config import TrainConfig
+from trainables.data import SplitData
+from trainables.metrics import Scores, confusion, scores_from_confusion
+
+EVAL_BATCH = 256
+
+
+@dataclass
+class Evaluation:
+    scores: Scores
+    predictions: np.ndarray  # [N] predicted class indices
+    confusion: np.ndarray  # [K, K]
+
+
+@dataclass
+class EpochLog:
+    epoch: int  # 1-based
+    lr: float
+    train_loss: float
+    val: Scores
+    is_best: bool
+
+
+@dataclass
+class FitState:
+    """Everything needed to continue a trial: the checkpoint's content."""
+
+    epoch: int = 0  # epochs completed
+    model: dict = field(default_factory=dict)
+    optimizer: dict = field(default_factory=dict)
+    best_epoch: int = 0
+    best_val_uf1: float = -1.0
+    best_model: dict = field(default_factory=dict)
+
+
+def learning_rate(cfg: TrainConfig, epoch: int) -> float:
+    """Cosine decay from ``lr`` (epoch 1) to ``lr * lr_final_ratio`` (last epoch)."""
+    if cfg.epochs <= 1:
+        return cfg.lr
+    frac = (epoch - 1) / (cfg.epochs - 1)
+    low = cfg.lr * cfg.lr_final_ratio
+    return low + (cfg.lr - low) * 0.5 * (1 + math.cos(math.pi * frac))
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: SplitData, num_classes: int) -> Evaluation:
+    model.eval()
+    preds = []
+    for start in range(0, len(data), EVAL_BATCH):
+        sl = slice(start, start + EVAL_BATCH)
+        preds.append(model(data.tokens[sl], data.mask[sl]).argmax(dim=1).cpu())
+    pred = torch.cat(preds).numpy()
+    cm = confusion(data.labels.cpu().numpy(), pred, num_classes)
+    return Evaluation(scores_from_confusion(cm), pred, cm)
+
+
+def _trim(data: SplitData, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch cut to its longest clip, so short clips don't pay for long ones."""
+    mask = data.mask[idx]
+    t = int(mask.sum(dim=1).max())
+    return data.tokens[idx, :t], mask[:, :t]
+
+
+class Fitter:
+    def __init__(self, model: nn.Module, cfg: TrainConfig, seed: int, num_classes: int,
+                 train: SplitData, val: SplitData, state: FitState | None = None):
+        self.model, self.cfg, self.seed, self.num_classes = model, cfg, seed, num_classes
+        self.train, self.val = train, val
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.state = state or FitState()
+        if state is not None and state.model:
+            model.load_state_dict(state.model)
+            self.optimizer.load_state_dict(state.optimizer)
+
+    def epochs(self):
+        """Train the remaining epochs, yielding an ``EpochLog`` after each."""
+        for epoch in range(self.state.epoch + 1, self.cfg.epochs + 1):
+            yield self._one_epoch(epoch)
+
+    def _one_epoch(self, epoch: int) -> EpochLog:
+        lr = learning_rate(self.cfg, epoch)
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        torch.manual_seed(self.seed * 100_003 + epoch)  # dropout, if any
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.train))
+        self.model.train()
+        total, n = 0.0, 0
+        for start in range(0, len(order), self.cfg.batch_size):
+            idx = torch.from_numpy(order[start: start + self.cfg.batch_size]).to(self.train.tokens.device)
+            tokens, mask = _trim(self.train, idx)
+            loss = F.cross_entropy(self.model(tokens, mask), self.train.labels[idx])
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            total += loss.item() * len(idx)
+            n += len(idx)
+        val = evaluate(self.model, self.val, self.num_classes).scores
+        is_best = val.uf1 > self.state.best_val_uf1
+        s = self.state
+        s.epoch = epoch
+        if is_best:
+            s.best_epoch, s.best_val_uf1 = epoch, val.uf1
+            s.best_model = copy.deepcopy(self.model.state_dict())
+        s.model = self.model.state_dict()
+        s.optimizer = self.optimizer.state_dict()
+        return EpochLog(epoch, lr, total / max(n, 1), val, is_best)
+
+    def selected_model(self) -> nn.Module:
+        """The model with the parameters of the best validation epoch."""
+        if not self.state.best_model:
+            raise RuntimeError("no epoch has been trained yet")
+        best = copy.deepcopy(self.model)
+        best.load_state_dict(self.state.best_model)
+        return best

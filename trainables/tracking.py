@@ -1,0 +1,109 @@
+"""One MLflow run per trial, keyed by the trial's identity, written idempotently.
+
+Ray's ``MLflowLoggerCallback`` opens a second run when a trial is retried or restored and
+leaves runs RUNNING when the driver dies; this does the logging inside the trial instead:
+
+- the run carries the tag ``orch.trial_key``; a retried or restored trial finds its run by
+  that tag and continues it (status back to RUNNING) instead of opening a second one;
+- per-epoch metrics carry ``step = epoch``; epochs the run already holds are not logged
+  again, so a trial resumed from an older checkpoint does not duplicate history;
+- an exception inside the trial ends the run FAILED before it propagates;
+- a run that is already FINISHED is reused as it is (same config + seed gives the same
+  metrics, so training it again would only cost time).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+
+TRIAL_KEY_TAG = "orch.trial_key"
+SWEEP_KEY_TAG = "orch.sweep_key"
+EPOCH_METRIC = "val_uf1"  # logged every epoch; its history says which epochs a run holds
+_BATCH = 100  # MLflow's log_batch accepts at most 100 params per call
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    uri: str
+    experiment_id: str
+    trial_key: str
+    sweep_key: str
+    run_name: str
+
+
+class TrialRun:
+    def __init__(self, client: MlflowClient, run_id: str, status: str, logged_epochs: int):
+        self.client, self.run_id, self.status = client, run_id, status
+        self.logged_epochs = logged_epochs
+
+    @property
+    def finished(self) -> bool:
+        return self.status == "FINISHED"
+
+    @classmethod
+    def open(cls, cfg: TrackingConfig, params: dict[str, str], tags: dict[str, str] | None = None) -> "TrialRun":
+        """Find the trial's run by its key, or create it with ``params``."""
+        client = MlflowClient(cfg.uri)
+        found = client.search_runs(
+            [cfg.experiment_id], filter_string=f"tags.`{TRIAL_KEY_TAG}` = '{cfg.trial_key}'",
+            max_results=2,
+        )
+        if found:
+            run = found[0]
+            status = run.info.status
+            logged = client.get_metric_history(run.info.run_id, EPOCH_METRIC)
+            if status != "FINISHED":
+                client.update_run(run.info.run_id, status="RUNNING")
+            return cls(client, run.info.run_id, status, max((m.step for m in logged), default=0))
+        all_tags = {TRIAL_KEY_TAG: cfg.trial_key, SWEEP_KEY_TAG: cfg.sweep_key, **(tags or {})}
+        run = client.create_run(cfg.experiment_id, run_name=cfg.run_name, tags=all_tags)
+        items = [Param(k, v) for k, v in params.items()]
+        for i in range(0, len(items), _BATCH):
+            client.log_batch(run.info.run_id, params=items[i: i + _BATCH])
+        return cls(client, run.info.run_id, "RUNNING", 0)
+
+    def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        if epoch <= self.logged_epochs:
+            return
+        ts = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), ts, epoch) for k, v in metrics.items()])
+        self.logged_epochs = epoch
+
+    def finish(self, metrics: dict[str, float], confusion: np.ndarray, class_names: list[str],
+               predictions: list[tuple[str, int, int]]) -> None:
+        """Final metrics (no step), the test confusion matrix and per-clip predictions as
+        artifacts, status FINISHED."""
+        ts = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), ts, 0) for k, v in metrics.items()])
+        with tempfile.TemporaryDirectory() as tmp:
+            d = Path(tmp)
+            (d / "confusion_test.json").write_text(json.dumps(
+                {"classes": class_names, "matrix": np.asarray(confusion).tolist(),
+                 "rows": "true class", "columns": "predicted class"}, indent=1))
+            lines = ["clip_id,true,predicted"] + [f"{c},{class_names[t]},{class_names[p]}" for c, t, p in predictions]
+            (d / "predictions_test.csv").write_text("\n".join(lines) + "\n")
+            self.client.log_artifacts(self.run_id, str(d))
+        self.client.set_terminated(self.run_id, "FINISHED")
+        self.status = "FINISHED"
+
+    def final_metrics(self) -> dict[str, float]:
+        return dict(self.client.get_run(self.run_id).data.metrics)
+
+    def fail(self, reason: str) -> None:
+        try:
+            self.client.set_tag(self.run_id, "orch.error", reason[-5000:])
+        finally:
+            self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.FAILED))
+        self.status = "FAILED"
+
+
+def set_tags(client: MlflowClient, run_id: str, tags: dict[str, str]) -> None:
+    client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
