@@ -4,6 +4,7 @@ and the report."""
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from pathlib import Path
 from typing import Optional
@@ -79,23 +80,31 @@ def ablation(
         fs = FrameStore(store_path)
     except StoreError as e:
         _fail(str(e))
+    for role, split in (("train", exp.trial.data.train_split), ("validation", exp.trial.data.val_split),
+                        ("test", exp.trial.data.test_split)):
+        if len(fs.indices(split)) == 0:
+            _fail(f"{store_path}: no clips in split {split!r}, which the ablation uses as its {role} split "
+                  f"(the store has: {', '.join(sorted(set(fs.column('split'))))})")
     exp = exp.with_store(str(Path(store_path).resolve()))
     console.print(f"experiment {exp.name!r}: {len(exp.seeds)} seeds x lengths {','.join(exp.lengths)} = "
                   f"{exp.n_trials} trials, {epochs} epochs each; store {fs.fingerprint[:12]} ({len(fs)} clips)")
     t0 = time.time()
     outcome = run_sweep(exp, fs.fingerprint, wd, address=address, console=console, show_progress=progress)
-    results = report.finished_runs(wd.tracking_uri, outcome.experiment_id, outcome.sweep_key)
+    results = report.finished_runs(wd.tracking_uri, outcome.experiment_id, outcome.sweep_key,
+                                   seeds=exp.seeds, lengths=exp.lengths)
     rows = report.ablation_table(results)
     title = f"{exp.name}: frame-length ablation ({len(exp.seeds)} seeds, {epochs} epochs)"
     out = wd.reports(exp.name)
     (out / "table4.md").write_text(report.to_markdown(rows, title))
     report.write_csv(rows, out / "table4.csv")
+    written = [out / "table4.md", out / "table4.csv"]
     if rows:
         report.plot(rows, out / "table4.png", title)
+        written.append(out / "table4.png")
     _print_table(rows, title)
     console.print(f"{len(results)} finished runs of {exp.n_trials} trials; {outcome.n_errored} failed "
                   f"after retries; {time.time() - t0:.0f} s")
-    console.print(f"tables: {out / 'table4.md'}, {out / 'table4.csv'}, {out / 'table4.png'}")
+    console.print(f"tables: {', '.join(map(str, written))}")
     console.print(f"browse the runs: [bold]{mlflow_ui_command(wd)}[/] (then open http://127.0.0.1:5000)")
     console.print(f"workdir: [bold]{wd.root}[/]")
     if outcome.n_errored:
@@ -103,7 +112,11 @@ def ablation(
 
 
 def mlflow_ui_command(wd: Workdir) -> str:
-    return f"mlflow ui --backend-store-uri '{wd.tracking_uri}' --host 127.0.0.1 --port 5000"
+    """The command that serves the MLflow UI on these runs (the mlflow of this environment,
+    so it works without activating the virtual environment)."""
+    exe = Path(sys.executable).parent / "mlflow"
+    mlflow = str(exe) if exe.exists() else "mlflow"
+    return f"{mlflow} ui --backend-store-uri '{wd.tracking_uri}' --host 127.0.0.1 --port 5000"
 
 
 def _print_table(rows: list[report.AblationRow], title: str) -> None:

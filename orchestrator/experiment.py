@@ -14,7 +14,7 @@ from storage.sampling import length_name, parse_length
 from trainables.config import TrialConfig
 
 DEFAULT_LENGTHS = ("4", "8", "12", "16", "all")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class AblationExperiment:
     checkpoint_every: int = 5  # epochs between checkpoints (and always the last)
 
     def __post_init__(self):
-        if not _NAME.match(self.name):
+        if not _NAME.fullmatch(self.name):
             raise ValueError(f"experiment: name {self.name!r} must be 1-100 of letters, digits, '_', '.', '-'")
         if not self.seeds:
             raise ValueError("seeds: at least one seed is needed")

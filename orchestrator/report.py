@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,16 +42,25 @@ class AblationRow:
     uar_std: float
 
 
-def finished_runs(uri: str, experiment_id: str, sweep_key: str) -> list[TrialResult]:
+def finished_runs(uri: str, experiment_id: str, sweep_key: str,
+                  seeds: Iterable[int] | None = None, lengths: Iterable[str] | None = None) -> list[TrialResult]:
+    """The FINISHED runs of a sweep, one per trial (seed, length), restricted to the given
+    seeds and lengths (an earlier invocation of the same sweep may have run others)."""
     client = MlflowClient(uri)
     runs = client.search_runs([experiment_id], filter_string=(
-        f"tags.`{SWEEP_KEY_TAG}` = '{sweep_key}' and attributes.status = 'FINISHED'"), max_results=50_000)
-    out = []
+        f"tags.`{SWEEP_KEY_TAG}` = '{sweep_key}' and attributes.status = 'FINISHED'"),
+        max_results=50_000, order_by=["attributes.start_time ASC"])
+    seeds = None if seeds is None else set(seeds)
+    lengths = None if lengths is None else set(lengths)
+    by_trial: dict[tuple[int, str], TrialResult] = {}
     for r in runs:
         m, p = r.data.metrics, r.data.params
-        out.append(TrialResult(r.info.run_id, int(p["seed"]), p["length"], m["test_uf1"], m["test_uar"],
-                               m["test_acc"], int(m["best_epoch"])))
-    return out
+        seed, length = int(p["seed"]), p["length"]
+        if (seeds is not None and seed not in seeds) or (lengths is not None and length not in lengths):
+            continue
+        by_trial.setdefault((seed, length), TrialResult(
+            r.info.run_id, seed, length, m["test_uf1"], m["test_uar"], m["test_acc"], int(m["best_epoch"])))
+    return sorted(by_trial.values(), key=lambda t: (_length_key(t.length), t.seed))
 
 
 def _length_key(length: str) -> tuple[int, int]:

@@ -22,7 +22,7 @@ from rich.console import Console
 from orchestrator.experiment import AblationExperiment
 from orchestrator.progress import SweepProgress
 from orchestrator.workdir import Workdir
-from trainables.tracking import SWEEP_KEY_TAG
+from trainables.tracking import ERROR_TAG, SWEEP_KEY_TAG
 from trainables.trainable import train_trial
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def end_stale_runs(uri: str, experiment_id: str, sweep_key: str) -> int:
     stale = client.search_runs([experiment_id], filter_string=(
         f"tags.`{SWEEP_KEY_TAG}` = '{sweep_key}' and attributes.status = 'RUNNING'"), max_results=10_000)
     for run in stale:
-        client.set_tag(run.info.run_id, "orch.error", "trial ended without closing its run")
+        client.set_tag(run.info.run_id, ERROR_TAG, "trial ended without closing its run")
         client.set_terminated(run.info.run_id, "KILLED")
     return len(stale)
 

@@ -133,10 +133,14 @@ class StoreWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self._finish()
-        else:
+        if exc_type is not None:
             self._abort()
+            return
+        try:
+            self._finish()
+        except BaseException:
+            self._abort()
+            raise
 
     # -- adding clips -------------------------------------------------------------------
     def add(self, clip: Clip) -> None:
@@ -209,15 +213,24 @@ class StoreWriter:
                 w.write_table(clips)
         for name in (FRAMES_FILE, CLIPS_FILE):
             _fsync(self._tmp / name)
+        _fsync_dir(self._tmp)
         self._commit()
         self._finished = True
 
     def _commit(self) -> None:
+        """Rename the finished temporary directory into place. Without ``overwrite`` a store
+        that appeared meanwhile is never replaced; with it, the old store is moved aside and
+        put back if the new one cannot be moved in."""
         old = None
-        if self.path.exists():
+        if self.overwrite and self.path.exists():
             old = self.path.parent / f".{self.path.name}.old-{uuid.uuid4().hex[:8]}"
             os.rename(self.path, old)
-        os.rename(self._tmp, self.path)
+        try:
+            os.rename(self._tmp, self.path)  # fails if a non-empty directory is there
+        except OSError as e:
+            if old is not None:
+                os.rename(old, self.path)
+            raise StoreError(f"{self.path}: cannot move the new store into place ({e})") from e
         _fsync_dir(self.path.parent)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
@@ -278,6 +291,12 @@ class FrameStore:
         version = meta.get("orch.format_version")
         if version != FORMAT_VERSION:
             raise StoreError(f"{clips_path}: format version {version!r}, this orch reads {FORMAT_VERSION!r}")
+        missing = [k for k in ("orch.labels", "orch.frame_shape", "orch.fingerprint") if k not in meta]
+        missing += [f"column {c!r}" for c in CLIP_SCHEMA.names if c not in self.clips.schema.names]
+        if "frame" not in self._frames_table.schema.names:
+            missing.append(f"column 'frame' of {FRAMES_FILE}")
+        if missing:
+            raise StoreError(f"{clips_path}: missing {', '.join(missing)}")
         self.metadata = meta
         self.labels: list[str] = json.loads(meta["orch.labels"])
         self.frame_shape: tuple[int, ...] = tuple(json.loads(meta["orch.frame_shape"]))
@@ -285,11 +304,23 @@ class FrameStore:
         self._chunks, self._chunk_starts = self._map_chunks()
         self._offsets = self.clips.column("frame_offset").to_numpy()
         self._counts = self.clips.column("frame_count").to_numpy()
+        self._check_layout()
+
+    def _check_layout(self) -> None:
+        """Every clip's frames lie inside one record batch (what StoreWriter writes)."""
         total = int(self._counts.sum()) if len(self._counts) else 0
         if total != self._frames_table.num_rows:
             raise StoreError(
                 f"{self.path}: clips table counts {total} frames, frames table holds {self._frames_table.num_rows}"
             )
+        if not len(self._offsets):
+            return
+        ends = np.append(self._chunk_starts[1:], self._frames_table.num_rows)
+        chunk = np.searchsorted(self._chunk_starts, self._offsets, side="right") - 1
+        bad = np.flatnonzero((self._offsets < 0) | (self._counts <= 0) | (self._offsets + self._counts > ends[chunk]))
+        if len(bad):
+            clip_id = self.clips.column("clip_id")[int(bad[0])].as_py()
+            raise StoreError(f"{self.path}: clip {clip_id!r} (and {len(bad) - 1} more) lies outside one record batch of {FRAMES_FILE}")
 
     def _map_chunks(self) -> tuple[list[np.ndarray], np.ndarray]:
         chunks, starts, start = [], [], 0

@@ -31,11 +31,12 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 15
+    epochs: int = 12
     batch_size: int = 32
     lr: float = 0.005  # Adam's initial learning rate (the paper's)
     lr_final_ratio: float = 0.02  # cosine decay per epoch down to lr * ratio
     weight_decay: float = 0.0
+    grad_clip: float = 1.0  # max global gradient norm (0 = off); keeps long sequences stable
 
 
 @dataclass(frozen=True)

@@ -114,6 +114,8 @@ class Fitter:
             loss = F.cross_entropy(self.model(tokens, mask), self.train.labels[idx])
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if self.cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
             self.optimizer.step()
             total += loss.item() * len(idx)
             n += len(idx)

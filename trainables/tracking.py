@@ -22,10 +22,11 @@ from pathlib import Path
 
 import numpy as np
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.entities import Metric, Param, RunStatus
 
 TRIAL_KEY_TAG = "orch.trial_key"
 SWEEP_KEY_TAG = "orch.sweep_key"
+ERROR_TAG = "orch.error"  # the reason of the last failure, while the run is FAILED
 EPOCH_METRIC = "val_uf1"  # logged every epoch; its history says which epochs a run holds
 _BATCH = 100  # MLflow's log_batch accepts at most 100 params per call
 
@@ -54,20 +55,23 @@ class TrialRun:
         client = MlflowClient(cfg.uri)
         found = client.search_runs(
             [cfg.experiment_id], filter_string=f"tags.`{TRIAL_KEY_TAG}` = '{cfg.trial_key}'",
-            max_results=2,
+            max_results=50,
         )
         if found:
-            run = found[0]
-            status = run.info.status
-            logged = client.get_metric_history(run.info.run_id, EPOCH_METRIC)
+            # a FINISHED run wins; otherwise the newest (search order) is continued
+            run = next((r for r in found if r.info.status == "FINISHED"), found[0])
+            run_id, status = run.info.run_id, run.info.status
             if status != "FINISHED":
-                client.update_run(run.info.run_id, status="RUNNING")
-            return cls(client, run.info.run_id, status, max((m.step for m in logged), default=0))
+                missing = {k: v for k, v in params.items() if k not in run.data.params}
+                _log_params(client, run_id, missing)  # a crash between create and log
+                if ERROR_TAG in run.data.tags:
+                    client.delete_tag(run_id, ERROR_TAG)
+                client.update_run(run_id, status="RUNNING")
+            logged = client.get_metric_history(run_id, EPOCH_METRIC)
+            return cls(client, run_id, status, max((m.step for m in logged), default=0))
         all_tags = {TRIAL_KEY_TAG: cfg.trial_key, SWEEP_KEY_TAG: cfg.sweep_key, **(tags or {})}
         run = client.create_run(cfg.experiment_id, run_name=cfg.run_name, tags=all_tags)
-        items = [Param(k, v) for k, v in params.items()]
-        for i in range(0, len(items), _BATCH):
-            client.log_batch(run.info.run_id, params=items[i: i + _BATCH])
+        _log_params(client, run.info.run_id, params)
         return cls(client, run.info.run_id, "RUNNING", 0)
 
     def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
@@ -99,11 +103,13 @@ class TrialRun:
 
     def fail(self, reason: str) -> None:
         try:
-            self.client.set_tag(self.run_id, "orch.error", reason[-5000:])
+            self.client.set_tag(self.run_id, ERROR_TAG, reason[-5000:])
         finally:
             self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.FAILED))
         self.status = "FAILED"
 
 
-def set_tags(client: MlflowClient, run_id: str, tags: dict[str, str]) -> None:
-    client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+def _log_params(client: MlflowClient, run_id: str, params: dict[str, str]) -> None:
+    items = [Param(k, v) for k, v in params.items()]
+    for i in range(0, len(items), _BATCH):
+        client.log_batch(run_id, params=items[i: i + _BATCH])

@@ -63,7 +63,9 @@ def train_trial(config: dict) -> None:
         trial_key=trial_key(t["sweep_key"], trial.seed, trial.data.length),
         run_name=f"seed{trial.seed}-N{length}",
     )
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # Ray sets CUDA_VISIBLE_DEVICES
     params = {**trial.params(), "length": length, "data.store_fingerprint": store.fingerprint,
+              "runtime.device": device.type, "runtime.threads": str(torch.get_num_threads()),
               "split.train": trial.data.train_split, "split.validation": trial.data.val_split,
               "split.test": trial.data.test_split}
     run = TrialRun.open(tracking, params, tags={"orch.sweep": t.get("sweep_name", ""),
@@ -72,7 +74,7 @@ def train_trial(config: dict) -> None:
         tune.report({**run.final_metrics(), "epoch": trial.train.epochs, "reused": 1})
         return
     try:
-        _train(trial, store, run, config)
+        _train(trial, store, run, config, device)
     except Exception:
         run.fail(traceback.format_exc())
         raise
@@ -81,10 +83,9 @@ def train_trial(config: dict) -> None:
         raise
 
 
-def _train(trial: TrialConfig, store: FrameStore, run: TrialRun, config: dict) -> None:
+def _train(trial: TrialConfig, store: FrameStore, run: TrialRun, config: dict, device: torch.device) -> None:
     d = trial.data
     split = lambda name: load_split(store, name, d.length, d.token, d.token_grid, trial.model.max_frames)  # noqa: E731
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # Ray sets CUDA_VISIBLE_DEVICES
     train, val = split(d.train_split).to(device), split(d.val_split).to(device)
     num_classes = len(store.labels)
     torch.manual_seed(trial.seed)
@@ -98,30 +99,35 @@ def _train(trial: TrialConfig, store: FrameStore, run: TrialRun, config: dict) -
         run.log_epoch(log.epoch, metrics)
         report = {**metrics, "epoch": log.epoch, "best_epoch": fitter.state.best_epoch,
                   "best_val_uf1": fitter.state.best_val_uf1}
-        if log.epoch == last:
-            report.update(_finish(fitter, split(d.test_split).to(device), store, run))
-        if log.epoch == last or log.epoch % every == 0:
-            _report_with_checkpoint(report, fitter.state)
-        else:
-            tune.report(report)
-    if not run.finished:  # resumed from a checkpoint taken after the last epoch
-        report = {"epoch": last, **_finish(fitter, split(d.test_split).to(device), store, run)}
-        tune.report(report)
+        if log.epoch < last:
+            if log.epoch % every == 0:
+                _report_with_checkpoint(report, fitter.state)
+            else:
+                tune.report(report)
+            continue
+        # last epoch: the checkpoint first, then the run is closed — a crash in between
+        # resumes from this checkpoint and only closes the run (below)
+        final, closing = _test(fitter, split(d.test_split).to(device), store)
+        _report_with_checkpoint({**report, **final}, fitter.state)
+        run.finish(final, *closing)
+    if not run.finished:  # resumed from the checkpoint of the last epoch
+        final, closing = _test(fitter, split(d.test_split).to(device), store)
+        tune.report({"epoch": last, **final})
+        run.finish(final, *closing)
 
 
 def _named(scores, prefix: str) -> dict[str, float]:
     return {f"{prefix}{k}": v for k, v in scores.as_dict().items() if k != "n"}
 
 
-def _finish(fitter: Fitter, test: SplitData, store: FrameStore, run: TrialRun) -> dict[str, float]:
+def _test(fitter: Fitter, test: SplitData, store: FrameStore):
     """The selected (best-validation) parameters on the test split — the only time the test
-    split is looked at — logged as the run's final metrics."""
+    split is looked at. Returns the final metrics and what ``TrialRun.finish`` stores."""
     ev = evaluate(fitter.selected_model(), test, len(store.labels))
     final = {**_named(ev.scores, "test_"), "best_epoch": fitter.state.best_epoch,
              "best_val_uf1": fitter.state.best_val_uf1}
     preds = [(c, int(t), int(p)) for c, t, p in zip(test.clip_ids, test.labels.cpu().tolist(), ev.predictions)]
-    run.finish(final, ev.confusion, store.labels, preds)
-    return final
+    return final, (ev.confusion, store.labels, preds)
 
 
 def _restore() -> FitState | None:

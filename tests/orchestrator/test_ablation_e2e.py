@@ -79,6 +79,16 @@ def test_orch_ablation_runs_logs_and_tabulates(tiny_store, ray_session, tmp_path
     _, runs_after = _runs(wd, "e2e")
     assert sorted(r.info.run_id for r in runs_after) == sorted(r.info.run_id for r in runs)
 
+    # a narrower invocation tabulates only its own trials
+    narrow = [*args]
+    narrow[narrow.index("--seeds") + 1], narrow[narrow.index("--lengths") + 1] = "1", "4"
+    assert CliRunner().invoke(app, narrow).exit_code == 0
+    with open(wd / "reports" / "e2e" / "table4.csv") as f:
+        rows = list(csv.DictReader(f))
+    seed0 = next(r for r in runs if r.data.params["seed"] == "0" and r.data.params["length"] == "4")
+    assert [(r["n_frames"], r["n_seeds"]) for r in rows] == [("4", "1")]
+    assert float(rows[0]["uf1_mean"]) == pytest.approx(seed0.data.metrics["test_uf1"])
+
 
 def _flaky(marker: str):
     """The real trainable, failing once right after its 3rd epoch report."""
@@ -131,6 +141,17 @@ def test_failed_trial_is_retried_into_the_same_run_with_the_same_result(tiny_sto
     _, clean_runs = _runs(wd.root, "clean")
     for k in ("test_uf1", "test_uar", "test_acc", "best_epoch", "best_val_uf1"):
         assert runs[0].data.metrics[k] == clean_runs[0].data.metrics[k], k
+
+
+def test_store_without_a_needed_split_is_refused_before_any_trial(tmp_path):
+    from storage.store import Clip, StoreWriter
+
+    with StoreWriter(tmp_path / "s", labels=["x"], frame_shape=(4, 4)) as w:
+        for split in ("train", "test_B"):
+            w.add(Clip(f"c-{split}", "t", "s1", split, "x", 30.0, np.zeros((5, 4, 4), np.uint8)))
+    r = CliRunner().invoke(app, ["ablation", "--store", str(tmp_path / "s"), "--workdir", str(tmp_path / "w")])
+    assert r.exit_code == 2 and "'test_A'" in r.output and "validation" in r.output
+    assert not (tmp_path / "w" / "ray_results").exists()
 
 
 def test_bad_options_fail_with_the_field_named(tmp_path):

@@ -58,14 +58,14 @@ def test_frames_are_zero_copy_views_of_the_mapped_file(tmp_path):
 
 
 def test_sample_copies_only_the_sampled_frames(tmp_path):
-    clip = _clip(0, 30, shape=(32, 32))
+    clip = _clip(0, 30, shape=(128, 128))
     store = FrameStore(_write(tmp_path / "s", [clip]))
     tracemalloc.start()
     four = store.sample(0, 4)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    assert four.flags.owndata and four.shape == (4, 32, 32)
-    assert peak < 2 * four.nbytes  # 4 frames, not 30
+    assert four.flags.owndata and four.shape == (4, 128, 128)
+    assert peak < 1.5 * four.nbytes  # 4 frames, not 30
     assert np.array_equal(four, clip.frames[[0, 10, 19, 29]])
     assert store.sample(0, None).shape[0] == 30
 
@@ -159,6 +159,71 @@ def test_bad_clips_are_refused_naming_the_clip(tmp_path, bad, match):
             w.add(clip)
     assert "c5" in str(e.value)
     assert not (tmp_path / "s").exists()
+
+
+def test_failure_while_finishing_cleans_up(tmp_path, monkeypatch):
+    def broken(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("storage.store._fsync", broken)
+    with pytest.raises(OSError, match="disk full"):
+        _write(tmp_path / "s", [_clip(0)])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_store_appearing_meanwhile_is_not_replaced(tmp_path):
+    """Without overwrite, a store another process wrote after we started is kept."""
+    target = tmp_path / "s"
+    w = StoreWriter(target, labels=LABELS, frame_shape=(8, 6))
+    _write(target, [_clip(1)])  # the other process
+    theirs = FrameStore(target).fingerprint
+    with pytest.raises(StoreError, match="cannot move the new store into place"):
+        with w:
+            w.add(_clip(0))
+    assert FrameStore(target).fingerprint == theirs
+    assert [p.name for p in tmp_path.iterdir()] == ["s"]
+
+
+def test_failed_commit_of_an_overwrite_puts_the_old_store_back(tmp_path, monkeypatch):
+    path = _write(tmp_path / "s", [_clip(0)])
+    old = FrameStore(path).fingerprint
+    real = __import__("os").rename
+    calls = {"n": 0}
+
+    def rename(src, dst):
+        calls["n"] += 1
+        if calls["n"] == 2:  # moving the new store in
+            raise OSError("injected")
+        return real(src, dst)
+
+    monkeypatch.setattr("storage.store.os.rename", rename)
+    with pytest.raises(StoreError, match="injected"):
+        _write(path, [_clip(1)], overwrite=True)
+    monkeypatch.undo()
+    assert FrameStore(path).fingerprint == old
+    assert [p.name for p in tmp_path.iterdir()] == ["s"]
+
+
+def test_missing_metadata_is_named(tmp_path):
+    path = _write(tmp_path / "s", [_clip(0)])
+    t = pa.ipc.open_file(str(path / CLIPS_FILE)).read_all()
+    meta = {k: v for k, v in t.schema.metadata.items() if k != b"orch.labels"}
+    with pa.OSFile(str(path / CLIPS_FILE), "wb") as sink, pa.ipc.new_file(sink, t.schema.with_metadata(meta)) as w:
+        w.write_table(t.replace_schema_metadata(meta))
+    with pytest.raises(StoreError, match="missing orch.labels"):
+        FrameStore(path)
+
+
+def test_clip_outside_its_record_batch_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr("storage.store._FLUSH_BYTES", 1)  # one batch per clip
+    path = _write(tmp_path / "s", [_clip(0, 10), _clip(1, 10)])
+    t = pa.ipc.open_file(str(path / CLIPS_FILE)).read_all()
+    counts = pa.array([12, 8], pa.int32())  # clip c0 now reaches into c1's batch
+    t2 = t.set_column(t.schema.get_field_index("frame_count"), t.schema.field("frame_count"), counts)
+    with pa.OSFile(str(path / CLIPS_FILE), "wb") as sink, pa.ipc.new_file(sink, t2.schema) as w:
+        w.write_table(t2)
+    with pytest.raises(StoreError, match="clip 'c0'.*outside one record batch"):
+        FrameStore(path)
 
 
 def test_existing_store_is_not_overwritten_by_default(tmp_path):

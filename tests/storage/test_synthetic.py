@@ -97,3 +97,15 @@ def test_ensure_store_builds_once(tmp_path):
     store = FrameStore(path)
     assert set(store.column("fps")) == {100.0}  # 200/300/500 fps normalised
     assert store.metadata["orch.user.synthetic_spec"]
+
+
+def test_casme3_like_30fps_clips_are_stored_at_their_own_rate(tmp_path):
+    from storage.sources.synthetic import write_store
+
+    spec = SyntheticSpec(**{**TINY.__dict__, "fps_choices": (30,), "duration_s": (0.3, 0.4),
+                            "subjects": {"train": 1, "test_A": 1, "test_B": 1}})
+    clips = list(generate(spec))
+    store = FrameStore(write_store(spec, tmp_path / "s"))
+    assert set(store.column("fps")) == {30.0}
+    assert [store.frame_count(i) for i in range(len(store))] == [len(c.frames) for c in clips]
+    assert all(9 <= len(c.frames) <= 12 for c in clips)

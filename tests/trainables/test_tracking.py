@@ -21,9 +21,11 @@ def test_same_key_continues_the_same_run_without_duplicating_epochs(tracking):
     assert client.get_run(run.run_id).info.status == "FAILED"
     assert "boom" in client.get_run(run.run_id).data.tags["orch.error"]
 
-    again = TrialRun.open(tracking("k1"), {"seed": "1"})  # the retry
+    again = TrialRun.open(tracking("k1"), {"seed": "1", "late": "x"})  # the retry
     assert again.run_id == run.run_id and again.logged_epochs == 2
-    assert client.get_run(run.run_id).info.status == "RUNNING"
+    reopened = client.get_run(run.run_id)
+    assert reopened.info.status == "RUNNING" and "orch.error" not in reopened.data.tags
+    assert reopened.data.params == {"seed": "1", "late": "x"}  # missing params logged
     again.log_epoch(2, {"val_uf1": 0.2})  # re-trained epoch from an older checkpoint
     again.log_epoch(3, {"val_uf1": 0.3})
     steps = [m.step for m in client.get_metric_history(run.run_id, "val_uf1")]

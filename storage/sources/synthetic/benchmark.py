@@ -35,11 +35,12 @@ class SyntheticSpec:
     subjects: dict[str, int] = field(default_factory=lambda: {"train": 16, "test_A": 6, "test_B": 6})
     clips_per_subject: int = 9
     fps_choices: tuple[int, ...] = (200, 300, 500)
-    duration_s: tuple[float, float] = (0.2, 0.35)
+    duration_s: tuple[float, float] = (0.28, 0.32)
     amplitude_px: tuple[float, float] = (0.6, 2.0)  # largest displacement at apex, stored pixels
     drift_px: float = 0.3  # largest head drift over a clip, stored pixels
     noise: float = 1.0  # sensor noise, grey levels (std)
     sigma: float = 0.07  # spatial extent of a deformation, face-box units
+    pulse: tuple[float, float] = (0.15, 0.22)  # width of each pulse of a double, fraction of the motion
 
     def digest(self) -> str:
         blob = json.dumps(asdict(self), sort_keys=True).encode()
@@ -104,7 +105,7 @@ def render_clip(subject: _Subject, expression: str, spec: SyntheticSpec,
     r = subject.render
     n = max(2, int(round(rng.uniform(*spec.duration_s) * fps)))
     t = np.linspace(0.0, 1.0, n)
-    env = envelope(EXPRESSIONS[expression].dynamics, t, rng)
+    env = envelope(EXPRESSIONS[expression].dynamics, t, rng, spec.pulse)
     amp = rng.uniform(*spec.amplitude_px) * subject.expressivity * (r / spec.size)
     field_ = _deformation(expression, r, spec.sigma) * amp
     # slow head drift: a linear walk plus a gentle sway, at most drift_px stored pixels

@@ -76,7 +76,8 @@ def _bump(t: np.ndarray, start: float, peak: float, end: float) -> np.ndarray:
     return out
 
 
-def envelope(dynamics: str, t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def envelope(dynamics: str, t: np.ndarray, rng: np.random.Generator,
+             pulse: tuple[float, float] = (0.15, 0.22)) -> np.ndarray:
     """Intensity in [0, 1] over normalised clip time ``t`` in [0, 1] (onset -> offset).
 
     The motion starts and ends at jittered instants inside the clip (annotators' onset and
@@ -85,8 +86,8 @@ def envelope(dynamics: str, t: np.ndarray, rng: np.random.Generator) -> np.ndarr
     - ``single``: one pulse of 30-60 % of the motion span;
     - ``fast_onset`` / ``slow_onset``: one pulse over the whole span whose apex comes at
       8-20 % / 80-92 % of it;
-    - ``double``: two short pulses (15-22 % of the span each) with a return to neutral
-      between them — sparse sampling sees them as one, or misses them.
+    - ``double``: two short pulses (``pulse`` = 15-22 % of the span each by default) with a
+      return to neutral between them — sparse sampling sees them as one, or misses them.
     """
     s0, s1 = rng.uniform(0.0, 0.15), rng.uniform(0.85, 1.0)
     span = s1 - s0
@@ -101,7 +102,7 @@ def envelope(dynamics: str, t: np.ndarray, rng: np.random.Generator) -> np.ndarr
     if dynamics == "double":
         out = np.zeros_like(t)
         for lo, hi, gain in ((0.15, 0.35, 1.0), (0.65, 0.85, rng.uniform(0.75, 1.0))):
-            w = span * rng.uniform(0.15, 0.22)
+            w = span * rng.uniform(*pulse)
             c = s0 + span * rng.uniform(lo, hi)
             out += gain * _bump(t, c - w / 2, c, c + w / 2)
         return out
