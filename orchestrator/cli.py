@@ -16,7 +16,7 @@ from rich.table import Table
 
 from orchestrator import report
 from orchestrator.experiment import DEFAULT_LENGTHS, AblationExperiment, Resources
-from orchestrator.runner import run_sweep
+from orchestrator.runner import ResourceError, run_sweep
 from orchestrator.workdir import ENV_VAR, Workdir
 from storage.sources.synthetic import SyntheticSpec, ensure_store
 from storage.store import FrameStore, StoreError
@@ -89,7 +89,10 @@ def ablation(
     console.print(f"experiment {exp.name!r}: {len(exp.seeds)} seeds x lengths {','.join(exp.lengths)} = "
                   f"{exp.n_trials} trials, {epochs} epochs each; store {fs.fingerprint[:12]} ({len(fs)} clips)")
     t0 = time.time()
-    outcome = run_sweep(exp, fs.fingerprint, wd, address=address, console=console, show_progress=progress)
+    try:
+        outcome = run_sweep(exp, fs.fingerprint, wd, address=address, console=console, show_progress=progress)
+    except ResourceError as e:
+        _fail(str(e))
     results = report.finished_runs(wd.tracking_uri, outcome.experiment_id, outcome.sweep_key,
                                    seeds=exp.seeds, lengths=exp.lengths)
     rows = report.ablation_table(results)
@@ -105,6 +108,8 @@ def ablation(
     console.print(f"{len(results)} finished runs of {exp.n_trials} trials; {outcome.n_errored} failed "
                   f"after retries; {time.time() - t0:.0f} s")
     console.print(f"tables: {', '.join(map(str, written))}")
+    for line in outcome.errors:
+        console.print(f"[red]failed trial[/] {line} (full traceback: the run's orch.error tag in MLflow)")
     console.print(f"browse the runs: [bold]{mlflow_ui_command(wd)}[/] (then open http://127.0.0.1:5000)")
     console.print(f"workdir: [bold]{wd.root}[/]")
     if outcome.n_errored:

@@ -60,19 +60,20 @@ class SweepProgress(Callback):
             self._epoch_seen[trial.trial_id] = epoch
             self._update(advance=epoch - seen)
 
-    def on_trial_complete(self, iteration, trials, trial, **info):
+    def _close(self, trial) -> None:
+        """A trial ended: its remaining epochs count as done for the bar and the ETA."""
         self.running.discard(trial.trial_id)
-        self.done += 1
         seen = self._epoch_seen.get(trial.trial_id, 0)
         self._epoch_seen[trial.trial_id] = self.epochs
         self._update(advance=self.epochs - seen)
 
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.done += 1
+        self._close(trial)
+
     def on_trial_error(self, iteration, trials, trial, **info):
-        self.running.discard(trial.trial_id)
         self.failed += 1
-        seen = self._epoch_seen.get(trial.trial_id, 0)
-        self._epoch_seen[trial.trial_id] = self.epochs
-        self._update(advance=self.epochs - seen)
+        self._close(trial)
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         self._update()

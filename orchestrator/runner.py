@@ -36,6 +36,22 @@ class SweepOutcome:
     n_errored: int
     tune_path: str
     seconds: float
+    errors: list[str]  # "seed=S N=N: last line of the error", one per trial that failed for good
+
+
+class ResourceError(Exception):
+    """A trial asks for more than the cluster has; it would wait forever."""
+
+
+def check_resources(resources: dict[str, float], local: bool) -> None:
+    have = ray.cluster_resources()
+    short = {k: (v, have.get(k.upper(), 0.0)) for k, v in resources.items() if v > have.get(k.upper(), 0.0)}
+    if short and local:
+        detail = ", ".join(f"--{k}s-per-trial {v:g} but this machine has {h:g}" for k, (v, h) in short.items())
+        raise ResourceError(f"resources: {detail}")
+    if short:
+        log.warning("the cluster has fewer resources than one trial asks for (%s): trials wait until "
+                    "the autoscaler adds nodes", short)
 
 
 def ensure_mlflow_experiment(uri: str, name: str, artifact_root: Path) -> str:
@@ -108,6 +124,7 @@ def run_sweep(exp: AblationExperiment, store_fingerprint: str, workdir: Workdir,
     started = init_ray(address, workdir)
     t0 = time.time()
     try:
+        check_resources(resources, local=not address)
         tuner = tune.Tuner(
             tune.with_resources(trainable, resources),
             param_space=param_space,
@@ -126,10 +143,11 @@ def run_sweep(exp: AblationExperiment, store_fingerprint: str, workdir: Workdir,
             grid = tuner.fit()
         finally:
             progress.stop()
-        errored = sum(1 for r in grid if r.error is not None)
+        errors = [f"seed={r.config['seed']} N={r.config['length']}: {str(r.error).strip().splitlines()[-1]}"
+                  for r in grid if r.error is not None]
     finally:
         end_stale_runs(uri, experiment_id, sweep_key)
         if started:
             ray.shutdown()
-    return SweepOutcome(experiment_id, sweep_key, exp.n_trials, errored,
-                        str(workdir.ray_results / tune_name), time.time() - t0)
+    return SweepOutcome(experiment_id, sweep_key, exp.n_trials, len(errors),
+                        str(workdir.ray_results / tune_name), time.time() - t0, errors)

@@ -154,6 +154,12 @@ def test_store_without_a_needed_split_is_refused_before_any_trial(tmp_path):
     assert not (tmp_path / "w" / "ray_results").exists()
 
 
+def test_more_resources_than_the_machine_has_fail_instead_of_waiting(tiny_store, ray_session, tmp_path):
+    r = CliRunner().invoke(app, ["ablation", "--store", str(tiny_store), "--gpus-per-trial", "1",
+                                 "--seeds", "1", "--workdir", str(tmp_path)])
+    assert r.exit_code == 2 and "--gpus-per-trial 1 but this machine has 0" in r.output
+
+
 def test_bad_options_fail_with_the_field_named(tmp_path):
     r = CliRunner().invoke(app, ["ablation", "--lengths", "4,eight", "--workdir", str(tmp_path)])
     assert r.exit_code == 2 and "length" in r.output and "eight" in r.output

@@ -31,6 +31,7 @@ def test_class_absent_from_predictions_counts_as_zero():
     assert s.uar == pytest.approx((1 + 1 + 0) / 3)
 
 
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
 def test_class_only_predicted_and_class_absent_everywhere():
     y = np.array([0, 0, 1, 1])
     p = np.array([0, 2, 1, 1])  # class 2 predicted but never true; class 3 nowhere
