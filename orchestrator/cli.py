@@ -18,7 +18,7 @@ from orchestrator import report
 from orchestrator.experiment import DEFAULT_LENGTHS, AblationExperiment, Resources
 from orchestrator.runner import ResourceError, run_sweep
 from orchestrator.workdir import ENV_VAR, Workdir
-from storage.sources.synthetic import SyntheticSpec, ensure_store
+from storage.sources.synthetic import SyntheticSpec, cached_store_path, ensure_store
 from storage.store import FrameStore, StoreError
 from trainables.config import TrainConfig, TrialConfig
 
@@ -39,6 +39,14 @@ def _fail(msg: str) -> None:
 
 def _builtin_store(workdir: Workdir) -> Path:
     spec = SyntheticSpec()
+    cached = cached_store_path(spec, workdir.stores)
+    if cached.exists():
+        try:
+            FrameStore(cached)
+            console.print(f"benchmark store: {cached} (cached)")
+            return cached
+        except StoreError as e:
+            _fail(f"{e}; remove it to have it built again")
     with Progress(TextColumn("building the built-in synthetic benchmark"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("clips"), TimeRemainingColumn(), console=console) as bar:
         task = bar.add_task("", total=spec.n_clips)

@@ -87,6 +87,9 @@ def init_ray(address: str | None, workdir: Workdir) -> bool:
     """Connect to ``address`` or start local Ray. Returns True if this call started Ray."""
     if ray.is_initialized():
         return False
+    # Ray 2.60 turns token authentication on by default and says so at every start; that is
+    # the setting we want, so its notice is not shown (real warnings still are)
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     kwargs = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
     if address:
         ray.init(address=address, **kwargs)

@@ -162,13 +162,18 @@ def write_store(spec: SyntheticSpec, path: str | Path, overwrite: bool = False,
     return path
 
 
+def cached_store_path(spec: SyntheticSpec, cache_dir: str | Path) -> Path:
+    """Where ``ensure_store`` keeps the store of ``spec``."""
+    return Path(cache_dir) / f"synthetic-{spec.digest()}"
+
+
 def ensure_store(spec: SyntheticSpec, cache_dir: str | Path,
                  progress: Callable[[int, int], None] | None = None) -> tuple[Path, bool]:
     """The benchmark's store under ``cache_dir``, built once per spec.
 
     Returns ``(path, built)``; ``built`` is False when a cached store was reused.
     """
-    path = Path(cache_dir) / f"synthetic-{spec.digest()}"
+    path = cached_store_path(spec, cache_dir)
     if path.exists():
         FrameStore(path)  # raises StoreError if it is not a readable store
         return path, False
