@@ -124,6 +124,74 @@ def ablation(
         raise typer.Exit(1)
 
 
+@app.command()
+def ingest(
+    source: Path = typer.Argument(..., help="Dataset root (for casme3: the folder holding part_A/ and the annotation files)."),
+    format: str = typer.Option(..., "--format", help="Layout of SOURCE: casme3 (CAS(ME)^3 Part A)."),
+    out: Path = typer.Option(..., help="Where to write the frame store."),
+    size: int = typer.Option(128, help="Frames are resized to SIZE x SIZE."),
+    color: str = typer.Option("gray", help="gray or rgb."),
+    workers: Optional[int] = typer.Option(None, help="Parallel decoding processes (default: all cores)."),
+    strict: bool = typer.Option(False, help="Exit non-zero, after the report, if any clip was skipped."),
+    annotations: Optional[Path] = typer.Option(None, help="casme3: the label sheet (default: found under SOURCE)."),
+    damaged: Optional[Path] = typer.Option(None, help="casme3: the damaged-frame list (default: found under SOURCE)."),
+    max_clip_frames: int = typer.Option(300, help="casme3: rows longer than this are set aside (a micro-expression is far shorter)."),
+    overwrite: bool = typer.Option(False, help="Replace an existing store at OUT."),
+):
+    """Turn a dataset in its official layout into a frame store, and report every clip that
+    could not be used, with its reason (printed, and as JSON beside the store).
+
+    Face crops are not done yet: frames are resized whole."""
+    from storage import ingest as ingest_mod
+    from storage.sources import casme3
+    from storage.sources.sheets import SheetError
+
+    if format != "casme3":
+        _fail(f"--format: {format!r} is not supported yet (supported: casme3)")
+    if not source.is_dir():
+        _fail(f"{source}: not a folder")
+    label_file = annotations or casme3.find_file(source, casme3.LABEL_FILE)
+    if label_file is None:
+        _fail(f"{source}: no {casme3.LABEL_FILE} under it (pass --annotations)")
+    damaged_file = damaged or casme3.find_file(source, casme3.DAMAGED_FILE)
+    try:
+        table = casme3.read_annotations(label_file, max_clip_frames=max_clip_frames)
+        bad = casme3.read_damaged_frames(damaged_file) if damaged_file else None
+    except (SheetError, ValueError) as e:
+        _fail(str(e))
+    sources, skips = casme3.clip_sources(source, table, bad)
+    console.print(f"{label_file}: {len(table.rows)} rows, {len(table.subjects)} subjects; "
+                  f"{len(sources)} clips to read, {len(skips)} set aside")
+    with Progress(TextColumn("ingesting"), BarColumn(), MofNCompleteColumn(), TextColumn("clips"),
+                  TimeRemainingColumn(), console=console) as bar:
+        task = bar.add_task("", total=len(sources))
+        try:
+            rep = ingest_mod.ingest(sources, out, labels=list(casme3.EMOTIONS_7), size=size, color=color,
+                                    workers=workers, pre_skipped=skips, overwrite=overwrite,
+                                    progress=lambda i, n: bar.update(task, completed=i))
+        except (ValueError, StoreError) as e:
+            _fail(str(e))
+    _print_skips(rep)
+    console.print(f"{rep.written} clips written, {len(rep.skipped)} skipped, {rep.frames_read} frames read, "
+                  f"{len(rep.notes)} damaged frames replaced, {rep.seconds:.1f} s; crop: {rep.crop}")
+    console.print(f"store: {out}  report: {rep.path}")
+    if strict and rep.skipped:
+        raise typer.Exit(1)
+
+
+def _print_skips(rep, limit: int = 30) -> None:
+    if not rep.skipped:
+        return
+    t = Table(title=f"skipped ({len(rep.skipped)})")
+    for col in ("item", "reason"):
+        t.add_column(col)
+    for s in rep.skipped[:limit]:
+        t.add_row(s.item, s.reason)
+    console.print(t)
+    if len(rep.skipped) > limit:
+        console.print(f"... and {len(rep.skipped) - limit} more in {rep.path}")
+
+
 def mlflow_ui_command(wd: Workdir) -> str:
     """The command that serves the MLflow UI on these runs (the mlflow of this environment,
     so it works without activating the virtual environment)."""

@@ -211,3 +211,49 @@ def read_damaged_frames(path: str | Path) -> DamagedFrames:
         first_seen[key] = lineno
         frames.setdefault(key[:2], {})[key[2]] = parts[3].strip() if len(parts) > 3 else "damaged"
     return DamagedFrames(frames, repeated)
+
+
+def find_file(root: Path, name: str) -> Path | None:
+    """The official file ``name`` anywhere under ``root`` (the distribution nests them)."""
+    hits = sorted(p for p in root.rglob(name) if p.is_file())
+    return hits[0] if hits else None
+
+
+def frames_root(root: Path) -> Path:
+    """``root/part_A`` when the dataset root is given, else ``root`` itself."""
+    return root / "part_A" if (root / "part_A").is_dir() else root
+
+
+def clip_sources(root: str | Path, annotations: Annotations, damaged: DamagedFrames | None = None):
+    """The usable rows as ``ClipSource``s (frames onset..offset under
+    ``part_A/{Subject}/{Filename}/color``), and a ``Skip`` for every row that is not: its
+    annotation problem, or a clip folder that does not exist. Labels are the 7 annotated
+    emotions; the 3-class grouping is a label map applied by the experiment."""
+    from storage.ingest import Skip
+    from storage.sources.frames import ClipSource
+
+    base = frames_root(Path(root))
+    sources, skips = [], []
+    seen: dict[str, int] = {}
+    for r in annotations.rows:
+        item = f"{annotations.path.name} row {r.sheet_row} ({r.subject}/{r.filename})"
+        if r.problem:
+            skips.append(Skip(item, str(annotations.path), r.problem))
+            continue
+        folder = base / r.subject / r.filename / "color"
+        if not folder.is_dir():
+            skips.append(Skip(item, str(folder), "clip folder does not exist"))
+            continue
+        clip_id = f"{r.subject}_{r.filename}_{r.onset}"
+        if clip_id in seen:
+            skips.append(Skip(item, str(annotations.path), f"same clip as row {seen[clip_id]}"))
+            continue
+        seen[clip_id] = r.sheet_row
+        bad = damaged.of(r.subject, r.filename) if damaged else {}
+        known_bad = {n - r.onset: why for n, why in bad.items() if r.onset <= n <= r.offset}
+        sources.append(ClipSource(
+            clip_id=clip_id, dataset=DATASET, subject=r.subject, split="all",
+            label=r.emotion, source_fps=FPS, frame_paths=tuple(r.frame_paths(base)),
+            onset=0, apex=r.apex - r.onset, offset=r.offset - r.onset, known_bad=known_bad,
+        ))
+    return sources, skips

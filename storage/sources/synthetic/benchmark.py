@@ -100,10 +100,12 @@ def _deformation(expression: str, render: int, sigma: float) -> np.ndarray:
 
 
 def render_clip(subject: _Subject, expression: str, spec: SyntheticSpec,
-                rng: np.random.Generator, fps: float) -> tuple[np.ndarray, int]:
-    """Frames [T, size, size] uint8 at ``fps`` and the apex frame index."""
+                rng: np.random.Generator, fps: float, n_frames: int | None = None) -> tuple[np.ndarray, int]:
+    """Frames [T, size, size] uint8 at ``fps`` and the apex frame index. ``n_frames`` fixes
+    the length (default: a duration drawn from ``spec.duration_s``)."""
     r = subject.render
-    n = max(2, int(round(rng.uniform(*spec.duration_s) * fps)))
+    duration = rng.uniform(*spec.duration_s)
+    n = n_frames if n_frames is not None else max(2, int(round(duration * fps)))
     t = np.linspace(0.0, 1.0, n)
     env = envelope(EXPRESSIONS[expression].dynamics, t, rng, spec.pulse)
     amp = rng.uniform(*spec.amplitude_px) * subject.expressivity * (r / spec.size)
