@@ -20,6 +20,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from storage.ingest import Skip
+from storage.sources.frames import ClipSource
 from storage.sources.sheets import read_sheet
 
 DATASET = "casme3_partA"
@@ -229,9 +231,6 @@ def clip_sources(root: str | Path, annotations: Annotations, damaged: DamagedFra
     ``part_A/{Subject}/{Filename}/color``), and a ``Skip`` for every row that is not: its
     annotation problem, or a clip folder that does not exist. Labels are the 7 annotated
     emotions; the 3-class grouping is a label map applied by the experiment."""
-    from storage.ingest import Skip
-    from storage.sources.frames import ClipSource
-
     base = frames_root(Path(root))
     sources, skips = [], []
     seen: dict[str, int] = {}
