@@ -17,6 +17,7 @@ from rich.table import Table
 from orchestrator import report
 from orchestrator.experiment import DEFAULT_LENGTHS, AblationExperiment, Resources
 from orchestrator.runner import ResourceError, run_sweep
+from orchestrator.store_cli import store_app
 from orchestrator.workdir import ENV_VAR, Workdir
 from storage.sources.synthetic import SyntheticSpec, cached_store_path, ensure_store
 from storage.store import FrameStore, StoreError
@@ -25,6 +26,7 @@ from trainables.config import TrainConfig, TrialConfig
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="orch: orchestrated micro-expression recognition experiments (Ray Tune + MLflow).")
 console = Console()
+app.add_typer(store_app, name="store", help="Look into a frame store: info, verify.")
 
 
 @app.callback()
@@ -126,14 +128,23 @@ def ablation(
 
 @app.command()
 def ingest(
-    source: Path = typer.Argument(..., help="Dataset root (for casme3: the folder holding part_A/ and the annotation files)."),
-    format: str = typer.Option(..., "--format", help="Layout of SOURCE: casme3 (CAS(ME)^3 Part A)."),
+    source: Path = typer.Argument(..., help="Dataset root (dfme, casme3) or the manifest file (manifest)."),
+    format: str = typer.Option(..., "--format", help="Layout of SOURCE: dfme (DFME / CCAC2024), casme3 "
+                               "(CAS(ME)^3 Part A) or manifest (CSV of videos / frame folders)."),
     out: Path = typer.Option(..., help="Where to write the frame store."),
-    size: int = typer.Option(128, help="Frames are resized to SIZE x SIZE."),
+    size: int = typer.Option(128, help="Frames are cropped and resized to SIZE x SIZE."),
     color: str = typer.Option("gray", help="gray or rgb."),
+    crop: str = typer.Option("face", help="face: one dlib face box per clip, found on its onset frame; "
+                             "none: whole frames resized (data already cropped)."),
     workers: Optional[int] = typer.Option(None, help="Parallel decoding processes (default: all cores)."),
+    ray_address: Optional[str] = typer.Option(None, "--ray", help="Read clips as Ray tasks on this cluster "
+                                              "('auto' or host:port; the data must be at the same path on every node)."),
     strict: bool = typer.Option(False, help="Exit non-zero, after the report, if any clip was skipped."),
-    annotations: Optional[Path] = typer.Option(None, help="casme3: the label sheet (default: found under SOURCE)."),
+    annotations: Optional[list[Path]] = typer.Option(None, help="Annotation sheet(s) (default: found under SOURCE). "
+                                                     "dfme: one per split, or with a split column."),
+    fps: Optional[float] = typer.Option(None, help="dfme, manifest: frame rate of rows with no fps column."),
+    labels: Optional[str] = typer.Option(None, help="manifest: the label vocabulary, comma-separated "
+                                         "(default: the labels found, sorted)."),
     damaged: Optional[Path] = typer.Option(None, help="casme3: the damaged-frame list (default: found under SOURCE)."),
     max_clip_frames: int = typer.Option(300, help="casme3: rows longer than this are set aside (a micro-expression is far shorter)."),
     overwrite: bool = typer.Option(False, help="Replace an existing store at OUT."),
@@ -141,41 +152,48 @@ def ingest(
     """Turn a dataset in its official layout into a frame store, and report every clip that
     could not be used, with its reason (printed, and as JSON beside the store).
 
-    Face crops are not done yet: frames are resized whole."""
+    Sources above 100 fps are normalised to 100 fps (only the frames kept are decoded)."""
+    from storage import formats
     from storage import ingest as ingest_mod
-    from storage.sources import casme3
-    from storage.sources.sheets import SheetError
 
-    if format != "casme3":
-        _fail(f"--format: {format!r} is not supported yet (supported: casme3)")
-    if not source.is_dir():
-        _fail(f"{source}: not a folder")
-    label_file = annotations or casme3.find_file(source, casme3.LABEL_FILE)
-    if label_file is None:
-        _fail(f"{source}: no {casme3.LABEL_FILE} under it (pass --annotations)")
-    damaged_file = damaged or casme3.find_file(source, casme3.DAMAGED_FILE)
     try:
-        table = casme3.read_annotations(label_file, max_clip_frames=max_clip_frames)
-        bad = casme3.read_damaged_frames(damaged_file) if damaged_file else None
-    except (SheetError, ValueError) as e:
+        opts = ingest_mod.IngestOptions(size=size, color=color, crop=crop)
+        plan = formats.plan(format, source, annotations=list(annotations or []), damaged=damaged,
+                            max_clip_frames=max_clip_frames, fps=fps,
+                            labels=[x.strip() for x in labels.split(",")] if labels else None)
+    except (ValueError, formats.SourceError) as e:
         _fail(str(e))
-    sources, skips = casme3.clip_sources(source, table, bad)
-    console.print(f"{label_file}: {len(table.rows)} rows, {len(table.subjects)} subjects; "
-                  f"{len(sources)} clips to read, {len(skips)} set aside")
-    with Progress(TextColumn("ingesting"), BarColumn(), MofNCompleteColumn(), TextColumn("clips"),
-                  TimeRemainingColumn(), console=console) as bar:
-        task = bar.add_task("", total=len(sources))
-        try:
-            rep = ingest_mod.ingest(sources, out, labels=list(casme3.EMOTIONS_7), size=size, color=color,
-                                    workers=workers, pre_skipped=skips, overwrite=overwrite,
+    for line in plan.lines:
+        console.print(line)
+    console.print(f"{len(plan.sources)} clips to read, {len(plan.skipped)} set aside; crop: {crop}")
+    mapper, started = None, False
+    if ray_address:
+        import ray
+
+        from orchestrator.ray_ingest import ray_map
+        from orchestrator.runner import init_ray
+
+        started = init_ray(ray_address, Workdir.resolve(None))
+        mapper = ray_map()
+    try:
+        with Progress(TextColumn("ingesting"), BarColumn(), MofNCompleteColumn(), TextColumn("clips"),
+                      TimeRemainingColumn(), console=console) as bar:
+            task = bar.add_task("", total=len(plan.sources))
+            rep = ingest_mod.ingest(plan.sources, out, labels=plan.labels, options=opts, workers=workers,
+                                    mapper=mapper, pre_skipped=plan.skipped, overwrite=overwrite,
+                                    metadata={"format": format, "source": str(source.resolve())},
                                     progress=lambda i, n: bar.update(task, completed=i))
-        except (ValueError, StoreError) as e:
-            _fail(str(e))
+    except (ValueError, StoreError) as e:
+        _fail(str(e))
+    finally:
+        if started:
+            ray.shutdown()
     _print_skips(rep)
     console.print(f"{rep.written} clips written, {len(rep.skipped)} skipped, {rep.frames_read} frames read, "
-                  f"{len(rep.notes)} damaged frames replaced, {rep.seconds:.1f} s; crop: {rep.crop}")
+                  f"{len(rep.notes)} damaged frames replaced, {rep.seconds:.1f} s")
     console.print(f"store: {out}  report: {rep.path}")
     if strict and rep.skipped:
+        console.print(f"[red]--strict:[/] {len(rep.skipped)} clips skipped")
         raise typer.Exit(1)
 
 

@@ -1,12 +1,16 @@
 """Source clips -> frame store, in parallel, with a report that loses nothing.
 
-Each clip is decoded, resized to ``size`` x ``size`` and written in the sources' order (so
-two ingests of the same data give the same store). A clip that cannot be read is skipped
-with its reason; rows a source already set aside (bad annotations) arrive as skips too.
-The report — clips written, clips skipped with reasons, frames read, time — is returned and
-written as JSON beside the store (``STORE.ingest.json``).
+Each clip is read by a worker (``load_clip``): only the frames that temporal normalisation
+keeps are decoded; with ``crop="face"`` one face box is found on the onset frame and used
+for every frame; frames are resized to ``size`` x ``size``. Clips are written in the
+sources' order, whatever the order workers finish in, so two ingests of the same data give
+the same store. A clip that cannot be read is skipped with its reason; rows a source
+already set aside (bad annotations) arrive as skips too. The report — clips written, clips
+skipped with reasons, frames read, notes, face boxes, time — is returned and written as
+JSON beside the store (``STORE.ingest.json``).
 
-Face crops are not done yet: frames are resized whole (``crop: "none"`` in the report).
+Workers are spawned processes by default (``process_map``); any ``mapper`` with the same
+shape runs them elsewhere — ``orchestrator.ray_ingest`` runs them as Ray tasks on a cluster.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import json
 import multiprocessing
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,8 +27,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from storage.sources.frames import ClipError, ClipSource, read_frames
+from storage.preprocess.face import DEFAULT_MARGIN, crop_box, crop_frames, detect_face
+from storage.preprocess.temporal import TARGET_FPS, resample_index, resample_indices
+from storage.sources.frames import ClipError, ClipSource, read_frames, source_length
 from storage.store import Clip, StoreWriter
+
+CROPS = ("face", "none")
+COLORS = ("gray", "rgb")
 
 
 @dataclass(frozen=True)
@@ -34,15 +43,42 @@ class Skip:
     reason: str
 
 
+@dataclass(frozen=True)
+class IngestOptions:
+    """How every clip is turned into stored frames."""
+
+    size: int = 128
+    color: str = "gray"
+    crop: str = "face"  # "face": dlib box on the onset frame; "none": whole frames resized
+    face_margin: float = DEFAULT_MARGIN
+    target_fps: float = TARGET_FPS
+
+    def __post_init__(self):
+        if self.color not in COLORS:
+            raise ValueError(f"color: expected one of {COLORS}, got {self.color!r}")
+        if self.crop not in CROPS:
+            raise ValueError(f"crop: expected one of {CROPS}, got {self.crop!r}")
+        if self.size < 8:
+            raise ValueError(f"size: at least 8 pixels, got {self.size}")
+        if not 0 <= self.face_margin <= 1:
+            raise ValueError(f"face_margin: expected 0..1, got {self.face_margin}")
+
+    @property
+    def frame_shape(self) -> tuple[int, ...]:
+        return (self.size, self.size) if self.color == "gray" else (self.size, self.size, 3)
+
+
 @dataclass
 class IngestReport:
     store: str
+    options: dict = field(default_factory=dict)
     written: int = 0
-    frames_read: int = 0
+    frames_read: int = 0  # frames decoded from the sources (after temporal normalisation)
+    frames_stored: int = 0
     seconds: float = 0.0
-    crop: str = "none"
     skipped: list[Skip] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # e.g. damaged frames replaced
+    face_boxes: dict[str, list[int]] = field(default_factory=dict)  # clip -> [l, t, r, b], source pixels
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
@@ -57,62 +93,114 @@ def report_path(store: str | Path) -> Path:
     return store.parent / f"{store.name}.ingest.json"
 
 
+@dataclass
+class Loaded:
+    """What a worker sends back for one clip: its stored frames, or why it has none."""
+
+    frames: np.ndarray | None
+    source_frames: int = 0
+    notes: list[str] = field(default_factory=list)
+    box: list[int] | None = None
+    error: str | None = None
+
+
 def _resize(frames: np.ndarray, size: int) -> np.ndarray:
     if frames.shape[1:3] == (size, size):
         return frames
     return np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in frames])
 
 
-def _load(args: tuple[ClipSource, int, str]):
-    """Worker: one clip -> (frames, notes) or the reason it cannot be read."""
-    src, size, color = args
+def load_clip(src: ClipSource, opts: IngestOptions) -> Loaded:
+    """Worker: one clip -> its frames at the target frame rate, cropped and resized."""
     cv2.setNumThreads(1)
     try:
-        frames, notes = read_frames(src, color)
-        return _resize(frames, size), notes, None
-    except ClipError as e:
-        return None, [], str(e)
-
-
-def ingest(sources: Iterable[ClipSource], out: str | Path, labels: list[str], size: int = 128,
-           color: str = "gray", workers: int | None = None, pre_skipped: Iterable[Skip] = (),
-           progress: Callable[[int, int], None] | None = None, overwrite: bool = False) -> IngestReport:
-    """Write the readable clips of ``sources`` into a store at ``out``; report everything."""
-    if color not in ("gray", "rgb"):
-        raise ValueError(f"color: expected 'gray' or 'rgb', got {color!r}")
-    if size < 8:
-        raise ValueError(f"size: at least 8 pixels, got {size}")
-    sources = list(sources)
-    report = IngestReport(store=str(out), skipped=list(pre_skipped))
-    workers = max(1, workers or (os.cpu_count() or 1))
-    shape = (size, size) if color == "gray" else (size, size, 3)
-    t0 = time.time()
-    jobs = [(s, size, color) for s in sources]
-    with StoreWriter(out, labels=labels, frame_shape=shape, overwrite=overwrite) as writer:
-        if workers == 1:
-            results = map(_load, jobs)
-            pool = None
+        n = source_length(src)
+        for name in ("onset", "apex", "offset"):
+            i = getattr(src, name)
+            if i is not None and not 0 <= i < n:
+                raise ClipError(f"{src.origin}: {name} at frame {i}, outside the clip's {n} frames")
+        keep = resample_indices(n, src.source_fps, opts.target_fps)
+        frames, notes = read_frames(src, opts.color, keep)
+        box = None
+        if opts.crop == "face":
+            first = resample_index(src.onset or 0, n, src.source_fps, opts.target_fps)
+            face = detect_face(frames[first])
+            if face is None:
+                raise ClipError(f"{src.origin}: no face found on the onset frame "
+                                f"({src.frame_name(int(keep[first]))})")
+            crop = crop_box(face, opts.face_margin)
+            frames, box = crop_frames(frames, crop, opts.size), crop.as_list()
         else:
-            # spawned, not forked: a parent that holds threads (torch, Ray, OpenMP) can
-            # deadlock forked children
-            pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
-            results = pool.map(_load, jobs, chunksize=max(1, len(jobs) // (workers * 8) or 1))
+            frames = _resize(frames, opts.size)
+        return Loaded(frames, n, notes, box)
+    except ClipError as e:
+        return Loaded(None, error=str(e))
+    except Exception as e:  # noqa: BLE001 - one clip's surprise must not sink the others
+        return Loaded(None, error=f"{src.origin}: unexpected {type(e).__name__}: {e}")
+
+
+Mapper = Callable[[list[ClipSource], IngestOptions], Iterator[Loaded]]
+
+
+def process_map(workers: int | None = None) -> Mapper:
+    """Run ``load_clip`` in ``workers`` spawned processes (default: all cores), results in
+    the sources' order."""
+    workers = max(1, workers or (os.cpu_count() or 1))
+
+    def run(sources: list[ClipSource], opts: IngestOptions) -> Iterator[Loaded]:
+        if workers == 1:
+            yield from (load_clip(s, opts) for s in sources)
+            return
+        # spawned, not forked: a parent that holds threads (torch, Ray, OpenMP) can
+        # deadlock forked children
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            try:
+                yield from pool.map(load_clip, sources, [opts] * len(sources),
+                                    chunksize=max(1, len(sources) // (workers * 8)))
+            finally:
+                pool.shutdown(cancel_futures=True)
+
+    return run
+
+
+def ingest(sources: Iterable[ClipSource], out: str | Path, labels: list[str],
+           options: IngestOptions = IngestOptions(), workers: int | None = None,
+           mapper: Mapper | None = None, pre_skipped: Iterable[Skip] = (),
+           progress: Callable[[int, int], None] | None = None, overwrite: bool = False,
+           metadata: dict[str, str] | None = None) -> IngestReport:
+    """Write the readable clips of ``sources`` into a store at ``out``; report everything."""
+    sources = list(sources)
+    ids = [s.clip_id for s in sources]
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise ValueError(f"clip id {dup!r} appears more than once among the sources")
+    report = IngestReport(store=str(out), options=asdict(options), skipped=list(pre_skipped))
+    run = mapper or process_map(workers)
+    t0 = time.time()
+    meta = {"ingest_options": json.dumps(asdict(options), sort_keys=True), **(metadata or {})}
+    with StoreWriter(out, labels=labels, frame_shape=options.frame_shape, target_fps=options.target_fps,
+                     metadata=meta, overwrite=overwrite) as writer:
+        results = run(sources, options)
         try:
-            for k, (src, (frames, notes, error)) in enumerate(zip(sources, results), 1):
-                folder = str(src.frame_paths[0].parent) if src.frame_paths else ""
-                if error is not None:
-                    report.skipped.append(Skip(src.clip_id, folder, error))
+            for k, (src, got) in enumerate(zip(sources, results), 1):
+                if got.error is not None:
+                    report.skipped.append(Skip(src.clip_id, src.origin, got.error))
                 else:
                     writer.add(Clip(src.clip_id, src.dataset, src.subject, src.split, src.label,
-                                    src.source_fps, frames, src.onset, src.apex, src.offset))
+                                    src.source_fps, got.frames, src.onset, src.apex, src.offset,
+                                    source_frames=got.source_frames))
                     report.written += 1
-                    report.frames_read += len(frames) - len(notes)
-                    report.notes += [f"{src.clip_id}: {n}" for n in notes]
+                    report.frames_read += len(got.frames) - len(got.notes)
+                    report.frames_stored += len(got.frames)
+                    report.notes += [f"{src.clip_id}: {n}" for n in got.notes]
+                    if got.box is not None:
+                        report.face_boxes[src.clip_id] = got.box
                 if progress:
                     progress(k, len(sources))
         finally:
-            if pool is not None:
-                pool.shutdown(cancel_futures=True)
+            close = getattr(results, "close", None)
+            if close:
+                close()
     report.seconds = round(time.time() - t0, 3)
     report.path.write_text(report.to_json())
     return report

@@ -64,7 +64,9 @@ class StoreError(Exception):
 class Clip:
     """One clip as a source yields it: frames at the source frame rate, before resampling.
 
-    ``onset``/``apex``/``offset`` index ``frames`` (0-based) when known.
+    ``onset``/``apex``/``offset`` index the source frames (0-based) when known. A reader that
+    resampled already (decoding only the frames kept) passes those frames and the clip's
+    ``source_frames`` count; the writer checks they are the frames it would keep.
     """
 
     clip_id: str
@@ -77,6 +79,7 @@ class Clip:
     onset: int | None = None
     apex: int | None = None
     offset: int | None = None
+    source_frames: int | None = None  # set when ``frames`` are already the kept frames
 
 
 def _frame_type(frame_shape: tuple[int, ...]) -> pa.DataType:
@@ -156,9 +159,15 @@ class StoreWriter:
             raise StoreError(f"{where}: no frames")
         if clip.label is not None and clip.label not in self.labels:
             raise StoreError(f"{where}: label {clip.label!r} is not one of {self.labels}")
-        n_src = len(frames)
+        n_src = len(frames) if clip.source_frames is None else int(clip.source_frames)
         keep = resample_indices(n_src, clip.source_fps, self.target_fps)
-        kept = np.ascontiguousarray(frames[keep])
+        if clip.source_frames is None:
+            kept = np.ascontiguousarray(frames[keep])
+        elif len(frames) == len(keep):
+            kept = np.ascontiguousarray(frames)
+        else:
+            raise StoreError(f"{where}: {len(frames)} frames given for {n_src} source frames at "
+                             f"{clip.source_fps} fps, which keep {len(keep)}")
 
         def mapped(i: int | None) -> int | None:
             if i is None:

@@ -5,19 +5,18 @@ import json
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
-from storage.ingest import ingest, report_path
+from storage.ingest import IngestOptions, ingest, report_path
 from storage.sources import casme3
-from storage.sources.synthetic import SyntheticSpec
 from storage.sources.synthetic.layouts import write_casme3_layout
 from storage.store import FrameStore
 from tests.storage.test_casme3 import REAL, needs_real
 
-SPEC = SyntheticSpec(size=32)
 SUBSET = ("spNO.1", "spNO.3", "spNO.149")
 
 
@@ -25,7 +24,7 @@ SUBSET = ("spNO.1", "spNO.3", "spNO.149")
 def real_layout(tmp_path_factory):
     root = tmp_path_factory.mktemp("casme3")
     table = casme3.read_annotations(REAL / casme3.LABEL_FILE)
-    write_casme3_layout(root, [r for r in table.usable if r.subject in SUBSET], SPEC)
+    write_casme3_layout(root, [r for r in table.usable if r.subject in SUBSET])
     return root, table
 
 
@@ -34,7 +33,7 @@ def test_real_annotations_with_generated_frames_ingest(real_layout, tmp_path):
     root, table = real_layout
     expected = [r for r in table.usable if r.subject in SUBSET]
     sources, skips = casme3.clip_sources(root, table)
-    rep = ingest(sources, tmp_path / "store", labels=list(casme3.EMOTIONS_7), size=24, workers=2, pre_skipped=skips)
+    rep = ingest(sources, tmp_path / "store", labels=list(casme3.EMOTIONS_7), options=IngestOptions(size=24), workers=2, pre_skipped=skips)
     assert rep.written == len(expected) == 27
     assert len(rep.skipped) == 860 - 27  # every other row has a line, none is silently lost
     reasons = [s.reason for s in rep.skipped]
@@ -58,8 +57,8 @@ def test_real_annotations_with_generated_frames_ingest(real_layout, tmp_path):
 def test_two_ingests_and_worker_counts_give_the_same_store(real_layout, tmp_path):
     root, table = real_layout
     sources, _ = casme3.clip_sources(root, table)
-    a = ingest(sources, tmp_path / "a", labels=list(casme3.EMOTIONS_7), size=16, workers=1)
-    b = ingest(sources, tmp_path / "b", labels=list(casme3.EMOTIONS_7), size=16, workers=2)
+    a = ingest(sources, tmp_path / "a", labels=list(casme3.EMOTIONS_7), options=IngestOptions(size=16), workers=1)
+    b = ingest(sources, tmp_path / "b", labels=list(casme3.EMOTIONS_7), options=IngestOptions(size=16), workers=2)
     assert a.written == b.written == 27
     assert FrameStore(tmp_path / "a").fingerprint == FrameStore(tmp_path / "b").fingerprint
 
@@ -76,9 +75,10 @@ def _small_dataset(tmp_path: Path) -> Path:
         "spNO.2,c,30,33,36,1,II,Others\n"
         "spNO.2,d,1,3,6,4,III,fear\n"
         "..,e,1,2,3,4,III,sad\n"
-        "spNO.3,f,1,2,5,4,III,smug\n")
+        "spNO.3,f,1,2,5,4,III,smug\n"
+        "spNO.3,g,1,2,5,4,III,surprise\n")
     table = casme3.read_annotations(sheet)
-    write_casme3_layout(root, table.usable, SPEC)
+    write_casme3_layout(root, table.usable)
     return root, sheet
 
 
@@ -88,9 +88,11 @@ def test_bad_inputs_are_reported_and_the_rest_is_built(tmp_path):
     (color / "spNO.1" / "b" / "color" / "8.jpg").write_bytes(b"")  # zero-byte JPEG
     (color / "spNO.2" / "c" / "color" / "33.jpg").unlink()  # a frame missing mid-clip
     shutil.rmtree(color / "spNO.2" / "d")  # a row pointing at a folder that does not exist
+    onset = color / "spNO.3" / "g" / "color" / "1.jpg"  # a clip with no face: a blank onset frame
+    cv2.imwrite(str(onset), np.full((128, 128), 120, np.uint8))
     table = casme3.read_annotations(sheet)
     sources, skips = casme3.clip_sources(root, table)
-    rep = ingest(sources, tmp_path / "s", labels=list(casme3.EMOTIONS_7), size=16, workers=2, pre_skipped=skips)
+    rep = ingest(sources, tmp_path / "s", labels=list(casme3.EMOTIONS_7), options=IngestOptions(size=16), workers=2, pre_skipped=skips)
     why = {s.item: s.reason for s in rep.skipped}
     row = lambda n, clip: f"{sheet.name} row {n} ({clip})"  # noqa: E731 - annotation-level skips
     assert rep.written == 1 and FrameStore(tmp_path / "s").column("clip_id").tolist() == ["spNO.1_a_10"]
@@ -99,7 +101,9 @@ def test_bad_inputs_are_reported_and_the_rest_is_built(tmp_path):
     assert why[row(5, "spNO.2/d")] == "clip folder does not exist"
     assert "not a plain folder name" in why[row(6, "../e")]  # a path that tries to leave the data root
     assert "unknown emotion 'smug'" in why[row(7, "spNO.3/f")]
-    assert len(rep.skipped) == 5
+    assert why["spNO.3_g_1"] == f"{onset.parent}: no face found on the onset frame (1.jpg)"
+    assert len(rep.skipped) == 6
+    assert list(rep.face_boxes) == ["spNO.1_a_10"]
 
 
 def test_damaged_frames_are_replaced_and_noted(tmp_path):
@@ -109,7 +113,7 @@ def test_damaged_frames_are_replaced_and_noted(tmp_path):
     table = casme3.read_annotations(sheet)
     bad = casme3.read_damaged_frames(root / "annotation" / casme3.DAMAGED_FILE)
     sources, skips = casme3.clip_sources(root, table, bad)
-    rep = ingest(sources, tmp_path / "s", labels=list(casme3.EMOTIONS_7), size=16, workers=1, pre_skipped=skips)
+    rep = ingest(sources, tmp_path / "s", labels=list(casme3.EMOTIONS_7), options=IngestOptions(size=16), workers=1, pre_skipped=skips)
     assert "spNO.1_a_10" in FrameStore(tmp_path / "s").column("clip_id").tolist()
     assert rep.notes == ["spNO.1_a_10: 15.jpg (the image cannot open): replaced by 14.jpg"]
     frames = FrameStore(tmp_path / "s").frames(0)
@@ -123,9 +127,9 @@ def test_orch_ingest_cli_reports_and_strict_fails(tmp_path):
             "--annotations", str(sheet)]
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 0, r.output
-    assert "4 clips written, 2 skipped" in r.output and "unknown emotion" in r.output
-    assert report_path(out).exists() and len(FrameStore(out)) == 4
+    assert "5 clips written, 2 skipped" in r.output and "unknown emotion" in r.output
+    assert report_path(out).exists() and len(FrameStore(out)) == 5
     r = CliRunner().invoke(app, [*args, "--strict", "--overwrite"])
     assert r.exit_code == 1 and "2 skipped" in r.output
-    r = CliRunner().invoke(app, ["ingest", str(root), "--format", "dfme", "--out", str(out)])
-    assert r.exit_code == 2 and "not supported yet" in r.output
+    r = CliRunner().invoke(app, ["ingest", str(root), "--format", "smic", "--out", str(out)])
+    assert r.exit_code == 2 and "expected one of dfme, casme3, manifest" in r.output

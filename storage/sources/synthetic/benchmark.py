@@ -41,6 +41,10 @@ class SyntheticSpec:
     noise: float = 1.0  # sensor noise, grey levels (std)
     sigma: float = 0.07  # spatial extent of a deformation, face-box units
     pulse: tuple[float, float] = (0.15, 0.22)  # width of each pulse of a double, fraction of the motion
+    # fraction of the frame's width the face box spans: 1.0 is a tight face crop (the
+    # built-in benchmark); less shows the photo around the face, as raw camera frames do
+    # (the dataset layouts use it, so that ingest's face detector has a face to find)
+    face_view: float = 1.0
 
     def digest(self) -> str:
         blob = json.dumps(asdict(self), sort_keys=True).encode()
@@ -71,7 +75,7 @@ class _Subject:
     def __init__(self, spec: SyntheticSpec, rng: np.random.Generator):
         r = 2 * spec.size  # render at twice the stored size, then area-downsample
         self.render = r
-        m = face_affine(r, scale=rng.uniform(0.92, 1.08), angle_deg=rng.uniform(-4, 4),
+        m = face_affine(r, scale=rng.uniform(0.92, 1.08) * spec.face_view, angle_deg=rng.uniform(-4, 4),
                         shift_px=tuple(rng.uniform(-0.03, 0.03, 2) * r))
         img = cv2.warpAffine(photo_gray(), m, (r, r), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT)
         # a mild, smooth shape warp (~2% of the face) that makes each identity its own
@@ -85,14 +89,14 @@ class _Subject:
         self.expressivity = rng.uniform(0.8, 1.2)
 
 
-def _deformation(expression: str, render: int, sigma: float) -> np.ndarray:
+def _deformation(expression: str, render: int, sigma: float, face_view: float = 1.0) -> np.ndarray:
     """Displacement field [render, render, 2] of an expression, scaled so that its largest
     displacement is 1 (``amplitude_px`` is then the largest displacement at apex)."""
     gx, gy = np.meshgrid(np.arange(render, dtype=np.float32), np.arange(render, dtype=np.float32))
-    s = sigma * render
+    s = sigma * render * face_view
     field_ = np.zeros((render, render, 2), np.float32)
     for mv in EXPRESSIONS[expression].movements:
-        px, py = point_px(mv.point, render)
+        px, py = point_px(mv.point, render, face_view)
         g = np.exp(-((gx - px) ** 2 + (gy - py) ** 2) / (2 * s * s))
         field_[..., 0] += mv.direction[0] * g
         field_[..., 1] += mv.direction[1] * g
@@ -109,7 +113,7 @@ def render_clip(subject: _Subject, expression: str, spec: SyntheticSpec,
     t = np.linspace(0.0, 1.0, n)
     env = envelope(EXPRESSIONS[expression].dynamics, t, rng, spec.pulse)
     amp = rng.uniform(*spec.amplitude_px) * subject.expressivity * (r / spec.size)
-    field_ = _deformation(expression, r, spec.sigma) * amp
+    field_ = _deformation(expression, r, spec.sigma, spec.face_view) * amp
     # slow head drift: a linear walk plus a gentle sway, at most drift_px stored pixels
     d = spec.drift_px * (r / spec.size)
     lin = rng.uniform(-0.7, 0.7, 2) * d

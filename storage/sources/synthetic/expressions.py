@@ -13,8 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# DFME's seven classes, in DFME's order (EmotionId 0..6).
-DFME_CLASSES = ("anger", "contempt", "disgust", "fear", "happiness", "sadness", "surprise")
+from storage.sources.dfme import EMOTIONS as DFME_CLASSES  # DFME's seven classes, EmotionId 0..6
 
 # Class frequencies of the benchmark (imbalanced, as MER data is).
 CLASS_WEIGHTS = {

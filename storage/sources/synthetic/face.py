@@ -57,7 +57,11 @@ def face_affine(size: int, scale: float = 1.0, angle_deg: float = 0.0,
     return m
 
 
-def point_px(name: str, size: int) -> tuple[float, float]:
-    """A named point in pixel coordinates (x, y) of a ``size`` x ``size`` render."""
+def point_px(name: str, size: int, face_view: float = 1.0) -> tuple[float, float]:
+    """A named point in pixel coordinates (x, y) of a ``size`` x ``size`` render whose face
+    box spans ``face_view`` of the frame, centred."""
     x, y = POINTS[name]
-    return x * (size - 1), y * (size - 1)
+    if face_view == 1.0:
+        return x * (size - 1), y * (size - 1)
+    c = (size - 1) / 2
+    return c + (x - 0.5) * (size - 1) * face_view, c + (y - 0.5) * (size - 1) * face_view
