@@ -21,7 +21,7 @@ from orchestrator.store_cli import store_app
 from orchestrator.workdir import ENV_VAR, Workdir
 from storage.sources.synthetic import SyntheticSpec, cached_store_path, ensure_store
 from storage.store import FrameStore, StoreError
-from trainables.config import TrainConfig, TrialConfig
+from trainables.config import DataConfig, TrainConfig, TrialConfig
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="orch: orchestrated micro-expression recognition experiments (Ray Tune + MLflow).")
@@ -63,6 +63,8 @@ def ablation(
     lengths: str = typer.Option(",".join(DEFAULT_LENGTHS), help="Frames per clip, comma-separated: integers or 'all'."),
     store: Optional[Path] = typer.Option(None, help="Frame store to use; default: the built-in synthetic benchmark."),
     epochs: int = typer.Option(TrainConfig.epochs, help="Training epochs per trial."),
+    token: str = typer.Option(DataConfig.token, help="Per-frame token: flow_roi (optical flow pooled over 18 "
+                              "facial regions, computed at ingest; the paper's) or pixel_diff (difference to onset)."),
     experiment: str = typer.Option("ablation", help="Experiment name (MLflow experiment, report folder)."),
     cpus_per_trial: float = typer.Option(1.0, help="CPUs per trial (also its torch threads)."),
     gpus_per_trial: float = typer.Option(0.0, help="GPUs per trial."),
@@ -80,7 +82,7 @@ def ablation(
     try:
         exp = AblationExperiment(
             name=experiment, seeds=tuple(range(seeds)), lengths=tuple(x.strip() for x in lengths.split(",") if x.strip()),
-            trial=TrialConfig(train=dataclasses.replace(TrainConfig(), epochs=epochs)),
+            trial=TrialConfig(data=DataConfig(token=token), train=dataclasses.replace(TrainConfig(), epochs=epochs)),
             resources=Resources(cpus_per_trial, gpus_per_trial),
         )
     except ValueError as e:
@@ -95,6 +97,9 @@ def ablation(
         if len(fs.indices(split)) == 0:
             _fail(f"{store_path}: no clips in split {split!r}, which the ablation uses as its {role} split "
                   f"(the store has: {', '.join(sorted(set(fs.column('split'))))})")
+    if exp.trial.data.token == "flow_roi" and "flow_roi" not in fs.feature_shapes:
+        _fail(f"{store_path}: no flow features for --token flow_roi (ingest computes them unless "
+              f"--features none; or use --token pixel_diff)")
     exp = exp.with_store(str(Path(store_path).resolve()))
     console.print(f"experiment {exp.name!r}: {len(exp.seeds)} seeds x lengths {','.join(exp.lengths)} = "
                   f"{exp.n_trials} trials, {epochs} epochs each; store {fs.fingerprint[:12]} ({len(fs)} clips)")
@@ -134,8 +139,10 @@ def ingest(
     out: Path = typer.Option(..., help="Where to write the frame store."),
     size: int = typer.Option(128, help="Frames are cropped and resized to SIZE x SIZE."),
     color: str = typer.Option("gray", help="gray or rgb."),
-    crop: str = typer.Option("face", help="face: one dlib face box per clip, found on its onset frame; "
-                             "none: whole frames resized (data already cropped)."),
+    crop: str = typer.Option("face", help="face: one face box per clip, found on its onset frame (from the "
+                             "68 landmarks with --features flow_roi); none: whole frames resized (data already cropped)."),
+    features: str = typer.Option("flow_roi", help="flow_roi: per frame, the optical flow from the onset pooled "
+                                 "over 18 facial regions (the paper's input, the default token); none: frames only."),
     workers: Optional[int] = typer.Option(None, help="Parallel decoding processes (default: all cores)."),
     ray_address: Optional[str] = typer.Option(None, "--ray", help="Read clips as Ray tasks on this cluster "
                                               "('auto' or host:port; the data must be at the same path on every node)."),
@@ -157,7 +164,7 @@ def ingest(
     from storage import ingest as ingest_mod
 
     try:
-        opts = ingest_mod.IngestOptions(size=size, color=color, crop=crop)
+        opts = ingest_mod.IngestOptions(size=size, color=color, crop=crop, features=features)
         plan = formats.plan(format, source, annotations=list(annotations or []), damaged=damaged,
                             max_clip_frames=max_clip_frames, fps=fps,
                             labels=[x.strip() for x in labels.split(",")] if labels else None)
@@ -165,7 +172,8 @@ def ingest(
         _fail(str(e))
     for line in plan.lines:
         console.print(line)
-    console.print(f"{len(plan.sources)} clips to read, {len(plan.skipped)} set aside; crop: {crop}")
+    console.print(f"{len(plan.sources)} clips to read, {len(plan.skipped)} set aside; crop: {crop}; "
+                  f"features: {features}")
     mapper, started = None, False
     if ray_address:
         import ray

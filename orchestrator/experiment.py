@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from storage.sampling import length_name, parse_length
 from trainables.config import TrialConfig
+from trainables.tokens import TOKENS
 
 DEFAULT_LENGTHS = ("4", "8", "12", "16", "all")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
@@ -53,6 +54,8 @@ class AblationExperiment:
         object.__setattr__(self, "lengths", norm)
         if self.trial.train.epochs < 1:
             raise ValueError(f"epochs: must be at least 1, got {self.trial.train.epochs}")
+        if self.trial.data.token not in TOKENS:
+            raise ValueError(f"token: {self.trial.data.token!r} is not one of {sorted(TOKENS)}")
         if self.resources.cpus_per_trial <= 0 or self.resources.gpus_per_trial < 0:
             raise ValueError(f"resources: cpus_per_trial must be > 0 and gpus_per_trial >= 0, got {self.resources}")
 

@@ -34,6 +34,8 @@ from storage.store import Clip, StoreWriter
 
 CROPS = ("face", "none")
 COLORS = ("gray", "rgb")
+FEATURES = ("flow_roi", "none")
+FLOW_SHAPE = (18, 2)  # flow_roi: (dx, dy) for each of the 18 regions of storage.preprocess.flow.ROIS
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,10 @@ class IngestOptions:
     crop: str = "face"  # "face": dlib box on the onset frame; "none": whole frames resized
     face_margin: float = DEFAULT_MARGIN
     target_fps: float = TARGET_FPS
+    # "flow_roi": onset->frame optical flow pooled over 18 facial regions, per frame (the
+    # paper's input); the face box then comes from the 68 landmarks and serves the frames too
+    features: str = "flow_roi"
+    flow_size: int = 256  # the face crop's side for the flow (the paper's 256 x 256)
 
     def __post_init__(self):
         if self.color not in COLORS:
@@ -62,6 +68,12 @@ class IngestOptions:
             raise ValueError(f"size: at least 8 pixels, got {self.size}")
         if not 0 <= self.face_margin <= 1:
             raise ValueError(f"face_margin: expected 0..1, got {self.face_margin}")
+        if self.features not in FEATURES:
+            raise ValueError(f"features: expected one of {FEATURES}, got {self.features!r}")
+
+    @property
+    def feature_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"flow_roi": FLOW_SHAPE} if self.features == "flow_roi" else {}
 
     @property
     def frame_shape(self) -> tuple[int, ...]:
@@ -102,6 +114,7 @@ class Loaded:
     notes: list[str] = field(default_factory=list)
     box: list[int] | None = None
     error: str | None = None
+    features: dict[str, np.ndarray] | None = None
 
 
 def _resize(frames: np.ndarray, size: int) -> np.ndarray:
@@ -110,8 +123,33 @@ def _resize(frames: np.ndarray, size: int) -> np.ndarray:
     return np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in frames])
 
 
+def prepare(frames: np.ndarray, onset: int, opts: IngestOptions) -> tuple[np.ndarray, list[int] | None, dict]:
+    """A clip's frames at the target frame rate -> (stored frames, face box or None, per-frame
+    features). Raises ClipError with the reason (no face, landmarks off the image, ...)."""
+    box, features = None, {}
+    if opts.features == "flow_roi":
+        from storage.preprocess.flow import FeatureError, clip_flow_features
+
+        try:
+            flow = clip_flow_features(frames, onset=onset, crop_size=opts.flow_size)
+        except FeatureError as e:
+            raise ClipError(str(e)) from None
+        crop, features = flow.box, {"flow_roi": flow.features}
+    elif opts.crop == "face":
+        face = detect_face(frames[onset])
+        if face is None:
+            raise ClipError("no face found on the onset frame")
+        crop = crop_box(face, opts.face_margin)
+    if opts.crop == "face":
+        frames, box = crop_frames(frames, crop, opts.size), crop.as_list()
+    else:
+        frames = _resize(frames, opts.size)
+    return frames, box, features
+
+
 def load_clip(src: ClipSource, opts: IngestOptions) -> Loaded:
-    """Worker: one clip -> its frames at the target frame rate, cropped and resized."""
+    """Worker: one clip -> its frames at the target frame rate, cropped and resized, and
+    their features."""
     cv2.setNumThreads(1)
     try:
         n = source_length(src)
@@ -121,18 +159,12 @@ def load_clip(src: ClipSource, opts: IngestOptions) -> Loaded:
                 raise ClipError(f"{src.origin}: {name} at frame {i}, outside the clip's {n} frames")
         keep = resample_indices(n, src.source_fps, opts.target_fps)
         frames, notes = read_frames(src, opts.color, keep)
-        box = None
-        if opts.crop == "face":
-            first = resample_index(src.onset or 0, n, src.source_fps, opts.target_fps)
-            face = detect_face(frames[first])
-            if face is None:
-                raise ClipError(f"{src.origin}: no face found on the onset frame "
-                                f"({src.frame_name(int(keep[first]))})")
-            crop = crop_box(face, opts.face_margin)
-            frames, box = crop_frames(frames, crop, opts.size), crop.as_list()
-        else:
-            frames = _resize(frames, opts.size)
-        return Loaded(frames, n, notes, box)
+        onset = resample_index(src.onset or 0, n, src.source_fps, opts.target_fps)
+        try:
+            frames, box, features = prepare(frames, onset, opts)
+        except ClipError as e:
+            raise ClipError(f"{src.origin}: {e} ({src.frame_name(int(keep[onset]))})") from None
+        return Loaded(frames, n, notes, box, features=features)
     except ClipError as e:
         return Loaded(None, error=str(e))
     except Exception as e:  # noqa: BLE001 - one clip's surprise must not sink the others
@@ -179,7 +211,7 @@ def ingest(sources: Iterable[ClipSource], out: str | Path, labels: list[str],
     t0 = time.time()
     meta = {"ingest_options": json.dumps(asdict(options), sort_keys=True), **(metadata or {})}
     with StoreWriter(out, labels=labels, frame_shape=options.frame_shape, target_fps=options.target_fps,
-                     metadata=meta, overwrite=overwrite) as writer:
+                     metadata=meta, overwrite=overwrite, features=options.feature_shapes) as writer:
         results = run(sources, options)
         try:
             for k, (src, got) in enumerate(zip(sources, results), 1):
@@ -188,7 +220,7 @@ def ingest(sources: Iterable[ClipSource], out: str | Path, labels: list[str],
                 else:
                     writer.add(Clip(src.clip_id, src.dataset, src.subject, src.split, src.label,
                                     src.source_fps, got.frames, src.onset, src.apex, src.offset,
-                                    source_frames=got.source_frames))
+                                    source_frames=got.source_frames, features=got.features))
                     report.written += 1
                     report.frames_read += len(got.frames) - len(got.notes)
                     report.frames_stored += len(got.frames)

@@ -5,6 +5,10 @@
 - ``frames.arrow``: one row per stored frame, a fixed-shape uint8 tensor column. A clip's
   frames are the rows ``[frame_offset, frame_offset + frame_count)``, never split across
   record batches.
+- ``features.arrow`` (optional): per-frame features computed at ingest (e.g. the optical
+  flow pooled over facial regions, ``flow_roi`` [18, 2]), one fixed-shape float32 tensor
+  column per feature, rows aligned with ``frames.arrow`` and batched the same way, so a
+  clip's features are a zero-copy view like its frames.
 
 Frames are normalised to 100 fps when written (``preprocess.temporal``). A store is opened
 once per process with ``pa.memory_map``; ``frames(i)`` is a numpy view into the mapped file
@@ -35,6 +39,7 @@ from storage.sampling import uniform_indices
 FORMAT_VERSION = "1"
 CLIPS_FILE = "clips.arrow"
 FRAMES_FILE = "frames.arrow"
+FEATURES_FILE = "features.arrow"
 UNLABELLED = -1  # label_index of clips whose label is unknown (competition test rows)
 
 CLIP_SCHEMA = pa.schema([
@@ -80,6 +85,7 @@ class Clip:
     apex: int | None = None
     offset: int | None = None
     source_frames: int | None = None  # set when ``frames`` are already the kept frames
+    features: dict[str, np.ndarray] | None = None  # name -> [T, ...] float32, aligned with frames
 
 
 def _frame_type(frame_shape: tuple[int, ...]) -> pa.DataType:
@@ -104,8 +110,10 @@ class StoreWriter:
         target_fps: float = TARGET_FPS,
         metadata: dict[str, str] | None = None,
         overwrite: bool = False,
+        features: dict[str, tuple[int, ...]] | None = None,
     ):
         self.path = Path(path)
+        self.features = {k: tuple(int(d) for d in v) for k, v in (features or {}).items()}
         self.labels = list(labels)
         if len(set(self.labels)) != len(self.labels):
             raise ValueError(f"labels: duplicate names in {self.labels}")
@@ -119,11 +127,15 @@ class StoreWriter:
         self._rows: list[dict] = []
         self._ids: set[str] = set()
         self._pending: list[np.ndarray] = []
+        self._pending_features: dict[str, list[np.ndarray]] = {k: [] for k in self.features}
+        self._features_hash = {k: hashlib.sha256() for k in self.features}
         self._pending_bytes = 0
         self._n_frames = 0
         self._frames_hash = hashlib.sha256()
         self._sink = None
         self._writer = None
+        self._fsink = None
+        self._fwriter = None
         self._finished = False
 
     # -- context management -------------------------------------------------------------
@@ -133,6 +145,11 @@ class StoreWriter:
         self._frame_field = pa.field("frame", _frame_type(self.frame_shape))
         self._sink = pa.OSFile(str(self._tmp / FRAMES_FILE), "wb")
         self._writer = pa.ipc.new_file(self._sink, pa.schema([self._frame_field]))
+        if self.features:
+            self._feature_schema = pa.schema([pa.field(k, pa.fixed_shape_tensor(pa.float32(), list(v)))
+                                              for k, v in self.features.items()])
+            self._fsink = pa.OSFile(str(self._tmp / FEATURES_FILE), "wb")
+            self._fwriter = pa.ipc.new_file(self._fsink, self._feature_schema)
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -176,6 +193,15 @@ class StoreWriter:
                 raise StoreError(f"{where}: annotated frame {i} outside the clip's {n_src} frames")
             return resample_index(i, n_src, clip.source_fps, self.target_fps)
 
+        given = clip.features or {}
+        if set(given) != set(self.features):
+            raise StoreError(f"{where}: features {sorted(given)} != the store's {sorted(self.features)}")
+        feats = {}
+        for name, shape in self.features.items():
+            f = np.asarray(given[name], dtype=np.float32)
+            if f.shape[1:] != shape or len(f) != (n_src if clip.source_frames is None else len(kept)):
+                raise StoreError(f"{where}: feature {name!r} has shape {f.shape}, expected one {shape} per frame")
+            feats[name] = np.ascontiguousarray(f if clip.source_frames is not None else f[keep])
         row = dict(
             clip_id=clip.clip_id, dataset=clip.dataset, subject=clip.subject, split=clip.split,
             label=clip.label,
@@ -190,6 +216,10 @@ class StoreWriter:
         self._pending_bytes += kept.nbytes
         self._n_frames += len(kept)
         self._frames_hash.update(kept.tobytes())
+        for name, f in feats.items():
+            self._pending_features[name].append(f)
+            self._features_hash[name].update(f.tobytes())
+            self._pending_bytes += f.nbytes
         if self._pending_bytes >= _FLUSH_BYTES:
             self._flush()
 
@@ -199,6 +229,11 @@ class StoreWriter:
         block = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
         tensor = pa.FixedShapeTensorArray.from_numpy_ndarray(block)
         self._writer.write_batch(pa.record_batch([tensor], schema=pa.schema([self._frame_field])))
+        if self.features:
+            columns = [pa.FixedShapeTensorArray.from_numpy_ndarray(np.concatenate(self._pending_features[k]))
+                       for k in self.features]
+            self._fwriter.write_batch(pa.record_batch(columns, schema=self._feature_schema))
+            self._pending_features = {k: [] for k in self.features}
         self._pending, self._pending_bytes = [], 0
 
     # -- finishing ----------------------------------------------------------------------
@@ -206,25 +241,32 @@ class StoreWriter:
         self._flush()
         self._writer.close()
         self._sink.close()
+        if self.features:
+            self._fwriter.close()
+            self._fsink.close()
         clips = pa.Table.from_pylist(self._rows, schema=CLIP_SCHEMA)
         meta = {
             "orch.format_version": FORMAT_VERSION,
             "orch.labels": json.dumps(self.labels),
             "orch.frame_shape": json.dumps(list(self.frame_shape)),
             "orch.target_fps": json.dumps(self.target_fps),
-            "orch.fingerprint": content_fingerprint(clips, self._frames_hash.hexdigest(),
-                                                    self.labels, self.frame_shape),
+            "orch.fingerprint": content_fingerprint(clips, self._frames_hash.hexdigest(), self.labels,
+                                                    self.frame_shape, self._feature_digests()),
+            **({"orch.features": json.dumps({k: list(v) for k, v in self.features.items()})} if self.features else {}),
             **{f"orch.user.{k}": str(v) for k, v in self.metadata.items()},
         }
         clips = clips.replace_schema_metadata(meta)
         with pa.OSFile(str(self._tmp / CLIPS_FILE), "wb") as sink:
             with pa.ipc.new_file(sink, clips.schema) as w:
                 w.write_table(clips)
-        for name in (FRAMES_FILE, CLIPS_FILE):
+        for name in (FRAMES_FILE, CLIPS_FILE) + ((FEATURES_FILE,) if self.features else ()):
             _fsync(self._tmp / name)
         _fsync_dir(self._tmp)
         self._commit()
         self._finished = True
+
+    def _feature_digests(self) -> dict[str, tuple[list[int], str]]:
+        return {k: (list(v), self._features_hash[k].hexdigest()) for k, v in self.features.items()}
 
     def _commit(self) -> None:
         """Rename the finished temporary directory into place. Without ``overwrite`` a store
@@ -246,10 +288,9 @@ class StoreWriter:
 
     def _abort(self) -> None:
         try:
-            if self._writer is not None:
-                self._writer.close()
-            if self._sink is not None:
-                self._sink.close()
+            for handle in (self._writer, self._sink, self._fwriter, self._fsink):
+                if handle is not None:
+                    handle.close()
         except Exception:  # noqa: BLE001 - the original exception is what matters
             pass
         shutil.rmtree(self._tmp, ignore_errors=True)
@@ -271,14 +312,17 @@ def _fsync_dir(path: Path) -> None:
 
 
 def content_fingerprint(clips: pa.Table, frames_sha256: str, labels: list[str],
-                        frame_shape: tuple[int, ...]) -> str:
-    """A hash of what the store holds (clip rows, frame bytes, vocabulary, shape) —
-    independent of file layout, write time or batch boundaries."""
+                        frame_shape: tuple[int, ...], features: dict[str, tuple[list[int], str]] | None = None) -> str:
+    """A hash of what the store holds (clip rows, frame bytes, vocabulary, shape, and the
+    per-frame features: name -> (shape, sha256 of their bytes)) — independent of file
+    layout, write time or batch boundaries."""
     h = hashlib.sha256()
     h.update(f"orch-store-v{FORMAT_VERSION}\n".encode())
     h.update(json.dumps({"labels": labels, "frame_shape": list(frame_shape)}).encode())
     h.update(json.dumps(clips.replace_schema_metadata(None).to_pylist(), sort_keys=True).encode())
     h.update(frames_sha256.encode())
+    if features:
+        h.update(json.dumps({k: list(v) for k, v in sorted(features.items())}).encode())
     return h.hexdigest()
 
 
@@ -310,10 +354,34 @@ class FrameStore:
         self.labels: list[str] = json.loads(meta["orch.labels"])
         self.frame_shape: tuple[int, ...] = tuple(json.loads(meta["orch.frame_shape"]))
         self.fingerprint: str = meta["orch.fingerprint"]
-        self._chunks, self._chunk_starts = self._map_chunks()
+        self._chunks, self._chunk_starts = _map_tensor_chunks(self._frames_table.column("frame"), np.uint8,
+                                                              self.frame_shape)
         self._offsets = self.clips.column("frame_offset").to_numpy()
         self._counts = self.clips.column("frame_count").to_numpy()
         self._check_layout()
+        self.feature_shapes: dict[str, tuple[int, ...]] = {
+            k: tuple(v) for k, v in json.loads(meta.get("orch.features", "{}")).items()}
+        self._features: dict[str, list[np.ndarray]] = {}
+        if self.feature_shapes:
+            self._open_features()
+
+    def _open_features(self) -> None:
+        path = self.path / FEATURES_FILE
+        if not path.is_file():
+            raise StoreError(f"{path}: missing — the store's metadata lists features {sorted(self.feature_shapes)}")
+        try:
+            table = pa.ipc.open_file(pa.memory_map(str(path))).read_all()
+        except pa.ArrowInvalid as e:
+            raise StoreError(f"{path}: not a readable Arrow file ({e})") from e
+        if table.num_rows != self._frames_table.num_rows:
+            raise StoreError(f"{path}: {table.num_rows} rows, {FRAMES_FILE} has {self._frames_table.num_rows}")
+        for name, shape in self.feature_shapes.items():
+            if name not in table.schema.names:
+                raise StoreError(f"{path}: no column {name!r}")
+            chunks, starts = _map_tensor_chunks(table.column(name), np.float32, shape)
+            if not np.array_equal(starts, self._chunk_starts):
+                raise StoreError(f"{path}: record batches not aligned with {FRAMES_FILE}'s")
+            self._features[name] = chunks
 
     def _check_layout(self) -> None:
         """Every clip's frames lie inside one record batch (what StoreWriter writes)."""
@@ -330,19 +398,6 @@ class FrameStore:
         if len(bad):
             clip_id = self.clips.column("clip_id")[int(bad[0])].as_py()
             raise StoreError(f"{self.path}: clip {clip_id!r} (and {len(bad) - 1} more) lies outside one record batch of {FRAMES_FILE}")
-
-    def _map_chunks(self) -> tuple[list[np.ndarray], np.ndarray]:
-        chunks, starts, start = [], [], 0
-        for chunk in self._frames_table.column("frame").chunks:
-            storage = chunk.storage  # FixedSizeListArray over the uint8 values
-            values = storage.values
-            buf = values.buffers()[1]
-            arr = np.frombuffer(buf, dtype=np.uint8, count=len(values), offset=values.offset)
-            arr = arr[storage.offset * _prod(self.frame_shape):][: len(chunk) * _prod(self.frame_shape)]
-            chunks.append(arr.reshape((len(chunk), *self.frame_shape)))
-            starts.append(start)
-            start += len(chunk)
-        return chunks, np.asarray(starts, dtype=np.int64)
 
     # -- metadata -----------------------------------------------------------------------
     def __len__(self) -> int:
@@ -368,6 +423,17 @@ class FrameStore:
         local = off - int(self._chunk_starts[c])
         return self._chunks[c][local: local + n]
 
+    def features(self, i: int, name: str) -> np.ndarray:
+        """Feature ``name`` of every stored frame of clip ``i`` ([T, ...] float32), a
+        read-only view into the mapped file."""
+        if name not in self._features:
+            raise KeyError(f"{self.path}: no feature {name!r} (has {sorted(self._features) or 'none'}); "
+                           f"ingest computes them")
+        off, n = int(self._offsets[i]), int(self._counts[i])
+        c = int(np.searchsorted(self._chunk_starts, off, side="right") - 1)
+        local = off - int(self._chunk_starts[c])
+        return self._features[name][c][local: local + n]
+
     def sample(self, i: int, n: int | None) -> np.ndarray:
         """``n`` frames of clip ``i`` evenly spaced (first and last included), copied;
         ``n=None`` returns the zero-copy view of all frames."""
@@ -381,10 +447,32 @@ class FrameStore:
         h = hashlib.sha256()
         for i in range(len(self)):
             h.update(self.frames(i).tobytes())
-        got = content_fingerprint(self.clips, h.hexdigest(), self.labels, self.frame_shape)
+        digests = {}
+        for name, shape in self.feature_shapes.items():
+            fh = hashlib.sha256()
+            for i in range(len(self)):
+                fh.update(self.features(i, name).tobytes())
+            digests[name] = (list(shape), fh.hexdigest())
+        got = content_fingerprint(self.clips, h.hexdigest(), self.labels, self.frame_shape, digests)
         if got != self.fingerprint:
             raise StoreError(f"{self.path}: content fingerprint {got[:12]} != recorded {self.fingerprint[:12]}")
 
 
 def _prod(shape: tuple[int, ...]) -> int:
     return int(np.prod(shape))
+
+
+def _map_tensor_chunks(column: pa.ChunkedArray, dtype, shape: tuple[int, ...]) -> tuple[list[np.ndarray], np.ndarray]:
+    """Zero-copy numpy views [rows, *shape] of each chunk of a fixed-shape tensor column,
+    and the first row of each chunk."""
+    chunks, starts, start = [], [], 0
+    per_row = _prod(shape)
+    for chunk in column.chunks:
+        storage = chunk.storage  # FixedSizeListArray over the values
+        values = storage.values
+        arr = np.frombuffer(values.buffers()[1], dtype=dtype, count=len(values), offset=values.offset * np.dtype(dtype).itemsize)
+        arr = arr[storage.offset * per_row:][: len(chunk) * per_row]
+        chunks.append(arr.reshape((len(chunk), *shape)))
+        starts.append(start)
+        start += len(chunk)
+    return chunks, np.asarray(starts, dtype=np.int64)

@@ -9,9 +9,11 @@ import pytest
 
 from storage.sources.synthetic import SyntheticSpec, write_store
 
+# camera mode: rendered 128 x 128, put through ingest's pipeline (face crop to 16 x 16 for
+# the pixel token, flow ROI features for the default token)
 TINY = SyntheticSpec(
     seed=7, size=16, subjects={"train": 3, "test_A": 2, "test_B": 2}, clips_per_subject=7,
-    duration_s=(0.2, 0.3),
+    duration_s=(0.2, 0.3), camera=128,
 )
 
 

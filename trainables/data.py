@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from storage.sampling import uniform_indices
 from storage.store import UNLABELLED, FrameStore
 from trainables.tokens import token_features
 
@@ -51,7 +52,15 @@ def load_split(store: FrameStore, split: str, length: int | None, token: str, to
             f"split {split!r}: {len(unlabelled)} clip(s) have no label (e.g. {unlabelled[0]!r}); "
             "a split used for training or evaluation needs labels"
         )
-    feats = [token_features(token, store.sample(int(i), length), token_grid) for i in rows]
+    if token == "flow_roi" and "flow_roi" not in store.feature_shapes:
+        raise ValueError(f"data.token: 'flow_roi' needs the store's flow features, and {store.path} has none "
+                         f"(ingest computes them; or use token 'pixel_diff')")
+
+    def frames_of(i: int) -> np.ndarray:
+        n = store.frame_count(i)
+        return np.arange(n) if length is None else uniform_indices(n, length)
+
+    feats = [token_features(token, store, int(i), frames_of(int(i)), token_grid) for i in rows]
     t_max = max(len(f) for f in feats)
     if t_max > max_frames:
         worst = ids[int(np.argmax([len(f) for f in feats]))]

@@ -1,9 +1,13 @@
-"""Per-frame token features, chosen by name. Each maps a clip's frames [T, H, W(, C)] to a
-float32 array [T, D] that the model's Linear + LayerNorm embeds.
+"""Per-frame token features, chosen by name. Each maps frames ``idx`` of a stored clip to a
+float32 array [len(idx), D] that the model's Linear + LayerNorm embeds.
 
-- ``pixel_diff``: the difference of each frame to the clip's first (onset) frame, area-pooled
-  to ``grid`` x ``grid`` and flattened. Micro-expressions are a few pixels of motion, so the
-  difference to onset is where the signal is; pooling keeps the token small.
+- ``flow_roi`` (the paper's input, the default): the optical flow from the onset frame to
+  each frame, pooled over 18 facial regions of interest after global head motion is
+  removed — computed once at ingest (``storage.preprocess.flow``) and read from the store
+  zero-copy; flattened to 36 values (dx, dy per region), in pixels of the 256 x 256 face crop.
+- ``pixel_diff``: the difference of each frame to the clip's first (onset) frame,
+  area-pooled to ``grid`` x ``grid`` and flattened. Micro-expressions are a few pixels of
+  motion, so the difference to onset is where the signal is; pooling keeps the token small.
 """
 
 from __future__ import annotations
@@ -11,11 +15,14 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from storage.store import FrameStore
+
 DIFF_SCALE = 1.0 / 32.0  # grey levels -> roughly unit range for ~1 px motion at an edge
+FLOW_FEATURE = "flow_roi"  # the store's feature table the flow token reads
 
 
-def pixel_diff(frames: np.ndarray, grid: int) -> np.ndarray:
-    f = frames.astype(np.float32)
+def pixel_diff(store: FrameStore, i: int, idx: np.ndarray, grid: int) -> np.ndarray:
+    f = store.frames(i)[idx].astype(np.float32)
     if f.ndim == 4:  # colour: average the channels
         f = f.mean(axis=-1)
     diff = f - f[:1]
@@ -27,12 +34,17 @@ def pixel_diff(frames: np.ndarray, grid: int) -> np.ndarray:
     return (pooled.reshape(t, grid * grid) * DIFF_SCALE).astype(np.float32)
 
 
-TOKENS = {"pixel_diff": pixel_diff}
+def flow_roi(store: FrameStore, i: int, idx: np.ndarray, grid: int) -> np.ndarray:
+    f = store.features(i, FLOW_FEATURE)[idx]
+    return np.ascontiguousarray(f.reshape(len(idx), -1), dtype=np.float32)
 
 
-def token_features(name: str, frames: np.ndarray, grid: int) -> np.ndarray:
+TOKENS = {"flow_roi": flow_roi, "pixel_diff": pixel_diff}
+
+
+def token_features(name: str, store: FrameStore, i: int, idx: np.ndarray, grid: int) -> np.ndarray:
     try:
         fn = TOKENS[name]
     except KeyError:
         raise ValueError(f"data.token: unknown token {name!r}; known: {sorted(TOKENS)}") from None
-    return fn(frames, grid)
+    return fn(store, i, idx, grid)

@@ -237,3 +237,49 @@ def test_not_a_store(tmp_path):
     (tmp_path / FRAMES_FILE).write_text("nope")
     with pytest.raises(StoreError, match="not a readable Arrow store"):
         FrameStore(tmp_path)
+
+
+def _with_features(clip: Clip, seed: int) -> Clip:
+    rng = np.random.default_rng(100 + seed)
+    clip.features = {"flow_roi": rng.normal(size=(len(clip.frames), 18, 2)).astype(np.float32)}
+    return clip
+
+
+def test_per_frame_features_are_resampled_aligned_and_zero_copy(tmp_path, monkeypatch):
+    import storage.store as store_mod
+
+    monkeypatch.setattr(store_mod, "_FLUSH_BYTES", 3000)  # several record batches
+    clips = [_with_features(_clip(i, 12 + 10 * i, fps), i) for i, fps in enumerate((30.0, 200.0, 500.0, 30.0))]
+    store = FrameStore(_write(tmp_path / "s", clips, features={"flow_roi": (18, 2)}))
+    assert store.feature_shapes == {"flow_roi": (18, 2)} and len(store._chunk_starts) > 1
+    for i, (c, step) in enumerate(zip(clips, (1, 2, 5, 1))):
+        f = store.features(i, "flow_roi")
+        assert f.dtype == np.float32 and np.array_equal(f, c.features["flow_roi"][::step])
+        assert not f.flags.writeable and not f.flags.owndata  # a view into the mapped file
+    store.verify()
+    plain = FrameStore(_write(tmp_path / "p", [_clip(i, 12 + 10 * i, fps) for i, fps in
+                                               enumerate((30.0, 200.0, 500.0, 30.0))]))
+    assert plain.fingerprint != store.fingerprint  # the features are part of the content
+    with pytest.raises(KeyError, match="no feature 'flow_roi'"):
+        plain.features(0, "flow_roi")
+
+
+def test_features_missing_or_misshapen_are_refused(tmp_path):
+    with pytest.raises(StoreError, match=r"features \[\] != the store's \['flow_roi'\]"):
+        _write(tmp_path / "a", [_clip(0)], features={"flow_roi": (18, 2)})
+    bad = _clip(1)
+    bad.features = {"flow_roi": np.zeros((5, 18, 2), np.float32)}
+    with pytest.raises(StoreError, match="feature 'flow_roi' has shape"):
+        _write(tmp_path / "b", [bad], features={"flow_roi": (18, 2)})
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_a_changed_feature_value_fails_verify(tmp_path):
+    path = _write(tmp_path / "s", [_with_features(_clip(0), 0)], features={"flow_roi": (18, 2)})
+    data = bytearray((path / "features.arrow").read_bytes())
+    target = np.float32(FrameStore(path).features(0, "flow_roi")[3, 4, 1]).tobytes()
+    at = bytes(data).index(target)
+    data[at] ^= 0xFF
+    (path / "features.arrow").write_bytes(bytes(data))
+    with pytest.raises(StoreError, match="content fingerprint"):
+        FrameStore(path).verify()

@@ -10,17 +10,19 @@ from storage.sources.synthetic.expressions import EXPRESSIONS, envelope
 from storage.store import FrameStore
 from tests.conftest import TINY
 
+QUICK = SyntheticSpec(**{**TINY.__dict__, "camera": 0})  # face crops rendered directly: fast to generate
+
 
 def test_same_spec_same_clips_other_seed_other_clips():
-    a, b = list(generate(TINY)), list(generate(TINY))
+    a, b = list(generate(QUICK)), list(generate(QUICK))
     assert [c.clip_id for c in a] == [c.clip_id for c in b]
     assert all(np.array_equal(x.frames, y.frames) and x.label == y.label for x, y in zip(a, b))
-    other = list(generate(SyntheticSpec(**{**TINY.__dict__, "seed": 8})))
+    other = list(generate(SyntheticSpec(**{**QUICK.__dict__, "seed": 8})))
     assert not np.array_equal(a[0].frames, other[0].frames)
 
 
 def test_splits_are_subject_disjoint_and_hold_every_class():
-    clips = list(generate(TINY))
+    clips = list(generate(QUICK))
     by_split = {}
     for c in clips:
         by_split.setdefault(c.split, set()).add(c.subject)
@@ -62,7 +64,7 @@ def test_displacements_are_micro():
 
 def test_motion_is_local():
     """Apex minus onset changes pixels near the expression's points only."""
-    spec = SyntheticSpec(seed=3, size=48, drift_px=0.0, noise=0.0,
+    spec = SyntheticSpec(seed=3, size=48, drift_px=0.0, noise=0.0, camera=0,
                          subjects={"train": 1, "test_A": 0, "test_B": 0}, clips_per_subject=7)
     for clip in generate(spec):
         f = clip.frames.astype(np.float32)
@@ -88,10 +90,11 @@ def test_fear_and_surprise_differ_only_in_dynamics():
         assert peaks(envelope("single", t, np.random.default_rng(k))) == 1
 
 
-def test_ensure_store_builds_once(tmp_path):
+def test_ensure_store_builds_once_with_flow_features(tmp_path):
     spec = SyntheticSpec(**{**TINY.__dict__, "subjects": {"train": 1, "test_A": 1, "test_B": 1}})
     path, built = ensure_store(spec, tmp_path)
     assert built and FrameStore(path).labels == list(DFME_CLASSES)
+    assert FrameStore(path).feature_shapes == {"flow_roi": (18, 2)} and FrameStore(path).frame_shape == (16, 16)
     again, built_again = ensure_store(spec, tmp_path)
     assert again == path and not built_again
     store = FrameStore(path)
@@ -102,7 +105,7 @@ def test_ensure_store_builds_once(tmp_path):
 def test_casme3_like_30fps_clips_are_stored_at_their_own_rate(tmp_path):
     from storage.sources.synthetic import write_store
 
-    spec = SyntheticSpec(**{**TINY.__dict__, "fps_choices": (30,), "duration_s": (0.3, 0.4),
+    spec = SyntheticSpec(**{**QUICK.__dict__, "fps_choices": (30,), "duration_s": (0.3, 0.4),
                             "subjects": {"train": 1, "test_A": 1, "test_B": 1}})
     clips = list(generate(spec))
     store = FrameStore(write_store(spec, tmp_path / "s"))

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
+import os
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -20,9 +23,14 @@ import numpy as np
 
 from storage.sources.synthetic.expressions import CLASS_WEIGHTS, DFME_CLASSES, EXPRESSIONS, envelope
 from storage.sources.synthetic.face import face_affine, photo_gray, point_px
+from storage.ingest import IngestOptions, prepare
+from storage.preprocess.temporal import resample_indices
+from storage.sources.frames import ClipError
 from storage.store import Clip, FrameStore, StoreError, StoreWriter
 
 DATASET = "synthetic"
+# bump when rendering or the per-clip pipeline (crop, landmarks, flow) changes what a spec builds
+BUILD_VERSION = 2
 SPLITS = ("train", "test_A", "test_B")
 
 
@@ -45,9 +53,31 @@ class SyntheticSpec:
     # built-in benchmark); less shows the photo around the face, as raw camera frames do
     # (the dataset layouts use it, so that ingest's face detector has a face to find)
     face_view: float = 1.0
+    # N > 0 (the built-in benchmark): camera-like N x N frames (face spanning
+    # ``camera_view`` of the width), put through ingest's own per-clip pipeline — 68
+    # landmarks, the face crop (stored at ``size``) and the optical-flow ROI features.
+    # 0: frames rendered directly as ``size`` x ``size`` face crops, no features (quick; the
+    # pixel token only). Amplitudes and drift stay in units of a ``size``-pixel face box.
+    camera: int = 128
+    camera_view: float = 0.75
+    # camera mode: the flow's face-crop side. 128, not ingest's 256: the rendered face is
+    # ~100 pixels wide, so upsampling it to 256 adds no detail, and the flow costs 4x less
+    flow_size: int = 128
+
+    @property
+    def frame_size(self) -> int:
+        """The size frames are rendered at."""
+        return self.camera or self.size
+
+    @property
+    def view(self) -> float:
+        """The fraction of the rendered frame the face box spans."""
+        return self.camera_view if self.camera else self.face_view
 
     def digest(self) -> str:
-        blob = json.dumps(asdict(self), sort_keys=True).encode()
+        """Names the spec's store in the cache; ``BUILD_VERSION`` is part of it, so a change of
+        how clips are rendered or processed never reuses an old store."""
+        blob = json.dumps({"spec": asdict(self), "build": BUILD_VERSION}, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
     @property
@@ -73,9 +103,9 @@ class _Subject:
     """A synthetic person: the face photo under an identity transform."""
 
     def __init__(self, spec: SyntheticSpec, rng: np.random.Generator):
-        r = 2 * spec.size  # render at twice the stored size, then area-downsample
+        r = 2 * spec.frame_size  # render at twice the frame size, then area-downsample
         self.render = r
-        m = face_affine(r, scale=rng.uniform(0.92, 1.08) * spec.face_view, angle_deg=rng.uniform(-4, 4),
+        m = face_affine(r, scale=rng.uniform(0.92, 1.08) * spec.view, angle_deg=rng.uniform(-4, 4),
                         shift_px=tuple(rng.uniform(-0.03, 0.03, 2) * r))
         img = cv2.warpAffine(photo_gray(), m, (r, r), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT)
         # a mild, smooth shape warp (~2% of the face) that makes each identity its own
@@ -104,67 +134,155 @@ def _deformation(expression: str, render: int, sigma: float, face_view: float = 
 
 
 def render_clip(subject: _Subject, expression: str, spec: SyntheticSpec,
-                rng: np.random.Generator, fps: float, n_frames: int | None = None) -> tuple[np.ndarray, int]:
-    """Frames [T, size, size] uint8 at ``fps`` and the apex frame index. ``n_frames`` fixes
-    the length (default: a duration drawn from ``spec.duration_s``)."""
+                rng: np.random.Generator, fps: float, n_frames: int | None = None,
+                keep: Callable[[int], np.ndarray] | None = None) -> tuple[np.ndarray, int, int]:
+    """Frames [T, frame_size, frame_size] uint8 at ``fps``, the apex frame index and the
+    clip's length T. ``n_frames`` fixes the length (default: a duration drawn from
+    ``spec.duration_s``); ``keep(T)`` renders only those frames (their noise is drawn in
+    order, so it differs from a full render's)."""
     r = subject.render
     duration = rng.uniform(*spec.duration_s)
     n = n_frames if n_frames is not None else max(2, int(round(duration * fps)))
     t = np.linspace(0.0, 1.0, n)
     env = envelope(EXPRESSIONS[expression].dynamics, t, rng, spec.pulse)
-    amp = rng.uniform(*spec.amplitude_px) * subject.expressivity * (r / spec.size)
-    field_ = _deformation(expression, r, spec.sigma, spec.face_view) * amp
+    scale = spec.view * r / spec.size  # pixels of the render per pixel of a size-wide face box
+    amp = rng.uniform(*spec.amplitude_px) * subject.expressivity * scale
+    field_ = _deformation(expression, r, spec.sigma, spec.view) * amp
     # slow head drift: a linear walk plus a gentle sway, at most drift_px stored pixels
-    d = spec.drift_px * (r / spec.size)
+    d = spec.drift_px * scale
     lin = rng.uniform(-0.7, 0.7, 2) * d
     sway = rng.uniform(-0.3, 0.3, 2) * d
     phase = rng.uniform(0, 2 * np.pi)
     gx, gy = subject.grid
-    frames = np.empty((n, spec.size, spec.size), np.uint8)
-    for k in range(n):
+    size = spec.frame_size
+    rendered = range(n) if keep is None else keep(n)
+    frames = np.empty((len(rendered), size, size), np.uint8)
+    for j, k in enumerate(rendered):
         dx = env[k] * field_[..., 0] + lin[0] * t[k] + sway[0] * np.sin(2 * np.pi * t[k] + phase)
         dy = env[k] * field_[..., 1] + lin[1] * t[k] + sway[1] * np.sin(2 * np.pi * t[k] + phase)
         warped = cv2.remap(subject.image, (gx - dx).astype(np.float32), (gy - dy).astype(np.float32),
                            cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-        small = cv2.resize(warped, (spec.size, spec.size), interpolation=cv2.INTER_AREA)
+        small = cv2.resize(warped, (size, size), interpolation=cv2.INTER_AREA)
         small += rng.normal(0.0, spec.noise, small.shape).astype(np.float32)
-        frames[k] = np.clip(np.rint(small), 0, 255)
-    return frames, int(np.argmax(env))
+        frames[j] = np.clip(np.rint(small), 0, 255)
+    return frames, int(np.argmax(env)), n
 
 
-def generate(spec: SyntheticSpec = SyntheticSpec()) -> Iterator[Clip]:
-    """Yield the benchmark's clips, in a fixed order, deterministically from ``spec``."""
-    subject_no = 0
+@dataclass(frozen=True)
+class PlannedClip:
+    """One clip of the benchmark before rendering."""
+
+    split: str
+    subject_no: int
+    k: int  # the clip's number within its subject
+    label: str
+
+    @property
+    def clip_id(self) -> str:
+        return f"sub{self.subject_no:02d}_{self.k:02d}"
+
+    @property
+    def subject(self) -> str:
+        return f"sub{self.subject_no:02d}"
+
+
+def plan(spec: SyntheticSpec) -> list[PlannedClip]:
+    """The benchmark's clips in their fixed order: splits, then subjects, then clips."""
+    out, subject_no = [], 0
     for split in SPLITS:
         n_subjects = spec.subjects.get(split, 0)
         labels = _class_counts(n_subjects * spec.clips_per_subject,
                                np.random.default_rng([spec.seed, SPLITS.index(split), 0]))
         for s in range(n_subjects):
             subject_no += 1
-            subject = _Subject(spec, np.random.default_rng([spec.seed, subject_no, 1]))
-            for k in range(spec.clips_per_subject):
-                label = labels[s * spec.clips_per_subject + k]
-                rng = np.random.default_rng([spec.seed, subject_no, 2, k])
-                fps = float(rng.choice(spec.fps_choices))
-                frames, apex = render_clip(subject, label, spec, rng, fps)
-                yield Clip(
-                    clip_id=f"sub{subject_no:02d}_{k:02d}", dataset=DATASET,
-                    subject=f"sub{subject_no:02d}", split=split, label=label,
-                    source_fps=fps, frames=frames, onset=0, apex=apex, offset=len(frames) - 1,
-                )
+            out += [PlannedClip(split, subject_no, k, labels[s * spec.clips_per_subject + k])
+                    for k in range(spec.clips_per_subject)]
+    return out
+
+
+_last_subject: dict[tuple[str, int], _Subject] = {}
+
+
+def _subject(spec: SyntheticSpec, subject_no: int) -> _Subject:
+    """The subject's identity, kept while its clips are rendered one after another."""
+    key = (spec.digest(), subject_no)
+    if key not in _last_subject:
+        _last_subject.clear()
+        _last_subject[key] = _Subject(spec, np.random.default_rng([spec.seed, subject_no, 1]))
+    return _last_subject[key]
+
+
+def render(spec: SyntheticSpec, item: PlannedClip, keep: Callable[[int], np.ndarray] | None = None) -> Clip:
+    """One planned clip, rendered (only frames ``keep(T)`` if given)."""
+    rng = np.random.default_rng([spec.seed, item.subject_no, 2, item.k])
+    fps = float(rng.choice(spec.fps_choices))
+    frames, apex, n = render_clip(_subject(spec, item.subject_no), item.label, spec, rng, fps,
+                                  keep=None if keep is None else lambda t: keep(t, fps))
+    return Clip(clip_id=item.clip_id, dataset=DATASET, subject=item.subject, split=item.split,
+                label=item.label, source_fps=fps, frames=frames, onset=0, apex=apex, offset=n - 1,
+                source_frames=None if keep is None else n)
+
+
+def generate(spec: SyntheticSpec = SyntheticSpec()) -> Iterator[Clip]:
+    """Yield the benchmark's clips as rendered (every source frame), in a fixed order,
+    deterministically from ``spec``."""
+    for item in plan(spec):
+        yield render(spec, item)
+
+
+def _kept(n: int, fps: float) -> np.ndarray:
+    return resample_indices(n, fps)
+
+
+def build_clip(spec: SyntheticSpec, item: PlannedClip) -> Clip:
+    """A clip as the store holds it. Camera mode: only the frames kept at 100 fps are
+    rendered, then ingest's per-clip pipeline crops them and computes the flow features."""
+    if not spec.camera:
+        return render(spec, item)
+    cv2.setNumThreads(1)
+    clip = render(spec, item, keep=_kept)
+    try:
+        frames, _, features = prepare(clip.frames, 0, IngestOptions(size=spec.size, features="flow_roi",
+                                                                flow_size=spec.flow_size))
+    except ClipError as e:
+        raise StoreError(f"synthetic clip {clip.clip_id}: {e}; the benchmark needs every clip") from None
+    clip.frames, clip.features = frames, features
+    return clip
+
+
+def _build_subject(spec: SyntheticSpec, items: list[PlannedClip]) -> list[Clip]:
+    return [build_clip(spec, item) for item in items]
 
 
 def write_store(spec: SyntheticSpec, path: str | Path, overwrite: bool = False,
-                progress: Callable[[int, int], None] | None = None) -> Path:
-    """Render the benchmark into a frame store at ``path`` (atomically)."""
+                progress: Callable[[int, int], None] | None = None, workers: int | None = None) -> Path:
+    """Render the benchmark into a frame store at ``path`` (atomically); camera-mode clips are
+    built in ``workers`` spawned processes (default: all cores), a subject per task."""
     path = Path(path)
     meta = {"synthetic_spec": json.dumps(asdict(spec), sort_keys=True)}
-    with StoreWriter(path, labels=DFME_CLASSES, frame_shape=(spec.size, spec.size),
-                     metadata=meta, overwrite=overwrite) as writer:
-        for i, clip in enumerate(generate(spec), 1):
-            writer.add(clip)
-            if progress:
-                progress(i, spec.n_clips)
+    features = IngestOptions(features="flow_roi").feature_shapes if spec.camera else {}
+    items = plan(spec)
+    by_subject = [[i for i in items if i.subject_no == s] for s in sorted({i.subject_no for i in items})]
+    workers = max(1, workers or (os.cpu_count() or 1)) if spec.camera else 1
+    with StoreWriter(path, labels=DFME_CLASSES, frame_shape=(spec.size, spec.size), metadata=meta,
+                     overwrite=overwrite, features=features) as writer:
+        pool = None
+        if workers > 1:
+            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+            batches = pool.map(_build_subject, [spec] * len(by_subject), by_subject)
+        else:
+            batches = (_build_subject(spec, group) for group in by_subject)
+        try:
+            done = 0
+            for batch in batches:
+                for clip in batch:
+                    writer.add(clip)
+                done += len(batch)
+                if progress:
+                    progress(done, len(items))
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
     return path
 
 

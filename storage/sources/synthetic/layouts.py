@@ -48,7 +48,7 @@ def write_casme3_layout(root: str | Path, rows: Iterable[AnnotationRow], spec: S
         if row.subject not in subjects:
             subjects[row.subject] = _Subject(spec, np.random.default_rng([spec.seed, len(subjects), 11]))
         rng = np.random.default_rng([spec.seed, row.index, 12])
-        frames, _ = render_clip(subjects[row.subject], CASME3_TO_SYNTHETIC[row.emotion], spec, rng,
+        frames, _, _ = render_clip(subjects[row.subject], CASME3_TO_SYNTHETIC[row.emotion], spec, rng,
                                 30.0, n_frames=row.frame_count)
         _write_jpegs(root / "part_A" / row.subject / row.filename / "color", frames, row.onset)
         written += len(frames)
