@@ -78,6 +78,7 @@ def _overview(s: StoreSummary) -> Table:
         ("frames", str(s.n_frames)),
         ("frame shape", " x ".join(map(str, s.frame_shape))),
         ("labels", ", ".join(s.labels)),
+        ("features", ", ".join(f"{k} [{' x '.join(map(str, v))}] per frame" for k, v in s.features.items()) or "none"),
         ("datasets", _counts(s.datasets)),
         ("splits", _counts(s.splits)),
         ("size on disk", human_bytes(s.size_bytes)),

@@ -57,6 +57,7 @@ class StoreSummary:
     n_clips: int
     n_frames: int
     frame_shape: tuple[int, ...]
+    features: dict[str, tuple[int, ...]]  # per-frame feature tables: name -> shape per frame
     labels: list[str]
     splits: dict[str, int]  # clips per split, in order of first appearance
     classes: dict[str, int]  # clips per class: the vocabulary's order, then UNLABELLED_CLASS if any
@@ -98,6 +99,7 @@ def summarize(path: str | Path) -> StoreSummary:
         n_clips=len(store),
         n_frames=int(counts.sum()),
         frame_shape=store.frame_shape,
+        features=dict(store.feature_shapes),
         labels=store.labels,
         splits=splits,
         classes={c: class_counts[c] for c in class_order},

@@ -54,6 +54,7 @@ def test_the_layout_ingests_end_to_end(layout, tmp_path):
     assert r.exit_code == 0, r.output
     info = json.loads(r.output)
     assert info["splits"] == {"train": 6, "test_A": 3, "test_B": 3} and info["classes"]["(unlabelled)"] == 6
+    assert info["features"] == {"flow_roi": [18, 2]}
     r = CliRunner().invoke(app, ["store", "verify", str(out)])
     assert r.exit_code == 0, r.output
 
