@@ -46,7 +46,8 @@ def _detector():
     return dlib.get_frontal_face_detector()
 
 
-def _gray(frame: np.ndarray) -> np.ndarray:
+def as_gray(frame: np.ndarray) -> np.ndarray:
+    """A frame as [H, W] uint8 grayscale (RGB converted)."""
     frame = np.ascontiguousarray(frame, dtype=np.uint8)
     return frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
 
@@ -54,7 +55,7 @@ def _gray(frame: np.ndarray) -> np.ndarray:
 def detect_face(frame: np.ndarray) -> Box | None:
     """The largest face dlib finds on ``frame`` ([H, W] gray or [H, W, 3] RGB uint8), or
     None. Searched at the frame's own scale first, then upsampled once (small faces)."""
-    gray = _gray(frame)
+    gray = as_gray(frame)
     for upsample in (0, 1):
         found = _detector()(gray, upsample)
         if len(found):

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from storage.preprocess.face import Box, _gray, detect_face
+from storage.preprocess.face import Box, as_gray, detect_face
 from storage.preprocess.landmarks import face_box_from_landmarks, landmarks_68
 
 
@@ -189,7 +189,7 @@ def clip_flow_features(frames: np.ndarray, onset: int = 0, crop_size: int = 256,
         raise ValueError(f"onset {onset} outside the clip's {len(frames)} frames")
     if not 0 < top_fraction <= 1:
         raise ValueError(f"top_fraction: expected (0, 1], got {top_fraction}")
-    gray = np.stack([_gray(f) for f in frames])
+    gray = np.stack([as_gray(f) for f in frames])
     landmarks, box = _locate(gray[onset])
     rois, nose = _regions(_to_crop(landmarks, box, crop_size), crop_size)
     winsize = int(round(WINDOW * crop_size)) | 1

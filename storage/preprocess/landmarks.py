@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from storage.preprocess.face import Box, _gray
+from storage.preprocess.face import Box, as_gray
 
 PACKAGE = "face-recognition-models"
 MODEL_FILE = "shape_predictor_68_face_landmarks.dat"
@@ -55,7 +55,7 @@ def landmarks_68(frame: np.ndarray, face: Box) -> np.ndarray:
     import dlib
 
     rect = dlib.rectangle(face.left, face.top, face.right - 1, face.bottom - 1)
-    shape = _predictor()(_gray(frame), rect)
+    shape = _predictor()(as_gray(frame), rect)
     return np.array([(p.x, p.y) for p in shape.parts()], np.float32)
 
 
