@@ -4,12 +4,15 @@ and the report."""
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.columns import Columns
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
@@ -71,6 +74,7 @@ def ablation(
     address: Optional[str] = typer.Option(None, help="Ray cluster address ('auto' or host:port); default: local Ray."),
     workdir: Optional[Path] = typer.Option(None, help=f"Where everything is written (default ${ENV_VAR} or ./orch-work)."),
     progress: bool = typer.Option(True, help="Show the live progress display."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the trials and the resource plan; run nothing."),
 ):
     """Frame-length ablation: seeds x N frames as one Ray Tune experiment.
 
@@ -87,6 +91,9 @@ def ablation(
         )
     except ValueError as e:
         _fail(str(e))
+    if dry_run and store is None and not cached_store_path(SyntheticSpec(), wd.stores).exists():
+        _print_plan(exp, None, address)  # the benchmark is built by the first real run
+        return
     store_path = store if store is not None else _builtin_store(wd)
     try:
         fs = FrameStore(store_path)
@@ -101,6 +108,9 @@ def ablation(
         _fail(f"{store_path}: no flow features for --token flow_roi (ingest computes them unless "
               f"--features none; or use --token pixel_diff)")
     exp = exp.with_store(str(Path(store_path).resolve()))
+    if dry_run:
+        _print_plan(exp, fs, address)
+        return
     console.print(f"experiment {exp.name!r}: {len(exp.seeds)} seeds x lengths {','.join(exp.lengths)} = "
                   f"{exp.n_trials} trials, {epochs} epochs each; store {fs.fingerprint[:12]} ({len(fs)} clips)")
     t0 = time.time()
@@ -203,6 +213,30 @@ def ingest(
     if strict and rep.skipped:
         console.print(f"[red]--strict:[/] {len(rep.skipped)} clips skipped")
         raise typer.Exit(1)
+
+
+def _print_plan(exp: AblationExperiment, fs: FrameStore | None, address: str | None) -> None:
+    """What ``orch ablation`` would run: its trials and the resources they need."""
+    d, r = exp.trial.data, exp.resources
+    where = (f"{fs.path} ({fs.fingerprint[:12]}, {len(fs)} clips)" if fs is not None
+             else "the built-in benchmark (not built yet: the first real run builds it, ~35 s)")
+    console.print(f"dry run of experiment {exp.name!r}: nothing is trained or logged")
+    console.print(f"store: {where}")
+    console.print(f"splits: train={d.train_split!r}, validation={d.val_split!r} (selects the epoch), "
+                  f"test={d.test_split!r}; token {d.token}; {exp.trial.train.epochs} epochs")
+    console.print(Columns([f"seed{s}-N{n}" for n in exp.lengths for s in exp.seeds], equal=True))
+    console.print(f"{exp.n_trials} trials = {len(exp.seeds)} seeds x {len(exp.lengths)} lengths "
+                  f"({', '.join(exp.lengths)})")
+    need = f"{r.cpus_per_trial:g} CPU" + (f" + {r.gpus_per_trial:g} GPU" if r.gpus_per_trial else "")
+    if address:
+        console.print(f"each trial needs {need} (torch threads: {r.threads}); on the cluster at {address}, "
+                      f"as many run at once as its free resources allow")
+    else:
+        cpus = os.cpu_count() or 1
+        at_once = int(cpus // r.cpus_per_trial)
+        plan = (f"{at_once} trials at a time, {math.ceil(exp.n_trials / at_once)} rounds" if at_once
+                else "more than it has: a real run stops with an error")
+        console.print(f"each trial needs {need} (torch threads: {r.threads}); this machine has {cpus} CPUs: {plan}")
 
 
 def _print_skips(rep, limit: int = 30) -> None:

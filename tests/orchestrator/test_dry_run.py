@@ -1,0 +1,33 @@
+"""`orch ablation --dry-run` lists every trial and the resource plan, and runs nothing:
+no MLflow store, no Tune results, no benchmark build."""
+
+import os
+
+from typer.testing import CliRunner
+
+from orchestrator.cli import app
+
+
+def test_dry_run_lists_the_trials_and_runs_nothing(tiny_store, tmp_path):
+    wd = tmp_path / "work"
+    r = CliRunner().invoke(app, ["ablation", "--dry-run", "--seeds", "3", "--lengths", "4,16,all", "--store",
+                                 str(tiny_store), "--workdir", str(wd)])
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.output.split())
+    names = [f"seed{s}-N{n}" for n in ("4", "16", "all") for s in range(3)]
+    assert all(n in said for n in names) and "seed3-" not in said
+    assert "9 trials = 3 seeds x 3 lengths (4, 16, all)" in said
+    at_once = os.cpu_count() or 1
+    assert f"{at_once} trials at a time, {-(-9 // at_once)} rounds" in said
+    assert "validation='test_A' (selects the epoch)" in said
+    assert sorted(p.name for p in wd.iterdir()) == []  # nothing trained, logged or built
+
+
+def test_dry_run_does_not_build_the_benchmark(tmp_path):
+    wd = tmp_path / "work"
+    r = CliRunner().invoke(app, ["ablation", "--dry-run", "--workdir", str(wd), "--cpus-per-trial", "64"])
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.output.split())
+    assert "150 trials = 30 seeds x 5 lengths" in said and "not built yet" in said
+    assert "more than it has: a real run stops with an error" in said
+    assert not (wd / "stores").exists() or not any((wd / "stores").iterdir())
