@@ -29,7 +29,7 @@ import numpy as np
 
 from storage.preprocess.face import DEFAULT_MARGIN, crop_box, crop_frames, detect_face
 from storage.preprocess.temporal import TARGET_FPS, resample_index, resample_indices
-from storage.sources.frames import ClipError, ClipSource, read_frames, source_length
+from storage.sources.frames import ClipError, ClipSource, read_clip
 from storage.store import Clip, StoreWriter
 
 CROPS = ("face", "none")
@@ -151,14 +151,16 @@ def load_clip(src: ClipSource, opts: IngestOptions) -> Loaded:
     """Worker: one clip -> its frames at the target frame rate, cropped and resized, and
     their features."""
     cv2.setNumThreads(1)
-    try:
-        n = source_length(src)
+
+    def kept(n: int) -> np.ndarray:
         for name in ("onset", "apex", "offset"):
             i = getattr(src, name)
             if i is not None and not 0 <= i < n:
                 raise ClipError(f"{src.origin}: {name} at frame {i}, outside the clip's {n} frames")
-        keep = resample_indices(n, src.source_fps, opts.target_fps)
-        frames, notes = read_frames(src, opts.color, keep)
+        return resample_indices(n, src.source_fps, opts.target_fps)
+
+    try:
+        frames, n, keep, notes = read_clip(src, opts.color, kept)
         onset = resample_index(src.onset or 0, n, src.source_fps, opts.target_fps)
         try:
             frames, box, features = prepare(frames, onset, opts)

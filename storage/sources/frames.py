@@ -2,7 +2,7 @@
 failure.
 
 A source describes a clip without decoding it (``ClipSource``): a list of frame files, or a
-video file and the span of its frames the clip is. ``read_frames`` decodes it in a worker,
+video file and the span of its frames the clip is. ``read_clip`` decodes it in a worker,
 only the frames asked for (temporal normalisation keeps every k-th frame of high-speed
 sources, so most are never decoded). Every problem is a ``ClipError`` naming the file and
 the reason: a missing file, a zero-byte file, an image OpenCV cannot decode, a frame of
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,23 +60,6 @@ class ClipSource:
         return self.frame_paths[i].name
 
 
-def source_length(src: ClipSource) -> int:
-    """The clip's number of frames at its source frame rate (opens a video's container)."""
-    if src.video is None:
-        if not src.frame_paths:
-            raise ClipError(f"clip {src.clip_id!r}: no frames")
-        return len(src.frame_paths)
-    from storage.sources.video import probe_video
-
-    total = probe_video(src.video).frame_count
-    stop = total if src.video_stop is None else src.video_stop
-    if stop > total:
-        raise ClipError(f"{src.video}: the clip ends at frame {stop - 1}, the video has {total} frames")
-    if stop <= src.video_start:
-        raise ClipError(f"{src.video}: empty span of frames [{src.video_start}, {stop})")
-    return stop - src.video_start
-
-
 def read_image(path: Path, color: str) -> np.ndarray:
     """One frame: [H, W] uint8 (gray) or [H, W, 3] RGB."""
     if not path.is_file():
@@ -89,34 +73,48 @@ def read_image(path: Path, color: str) -> np.ndarray:
     return img if color == "gray" else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
-def read_frames(src: ClipSource, color: str, indices=None) -> tuple[np.ndarray, list[str]]:
-    """Frames ``indices`` of a clip (default: all) as [T, H, W(, 3)] uint8, and a note for
-    each known-bad frame replaced by its nearest readable neighbour."""
-    n = source_length(src)
-    wanted = [int(i) for i in (range(n) if indices is None else indices)]
-    if any(not 0 <= i < n for i in wanted):
-        raise ClipError(f"clip {src.clip_id!r}: frame indices outside its {n} frames")
-    good = np.asarray([i for i in range(n) if i not in src.known_bad])
-    if not len(good):
-        raise ClipError(f"clip {src.clip_id!r}: every frame is on the damaged list")
-    source_of = {i: i if i not in src.known_bad else int(good[np.argmin(np.abs(good - i))]) for i in wanted}
-    needed = sorted(set(source_of.values()))
+def read_clip(src: ClipSource, color: str, choose: Callable[[int], np.ndarray] | None = None
+              ) -> tuple[np.ndarray, int, np.ndarray, list[str]]:
+    """The frames ``choose(n)`` picks of a clip of n frames (default: all), decoded — a
+    video's container opened once. Returns (frames [T, H, W(, 3)] uint8, n, the picked
+    indices, a note for each known-bad frame replaced by its nearest readable neighbour).
+    ``choose`` may raise ClipError (e.g. an annotation outside the clip) before anything is
+    decoded."""
+    plan: dict = {}
+
+    def needed(n: int) -> np.ndarray:
+        wanted = np.arange(n) if choose is None else np.asarray(choose(n), dtype=np.int64)
+        if len(wanted) and (wanted.min() < 0 or wanted.max() >= n):
+            raise ClipError(f"clip {src.clip_id!r}: frame indices outside its {n} frames")
+        good = np.asarray([i for i in range(n) if i not in src.known_bad])
+        if not len(good):
+            raise ClipError(f"clip {src.clip_id!r}: every frame is on the damaged list")
+        plan["wanted"] = wanted
+        plan["source_of"] = {int(i): int(i) if int(i) not in src.known_bad
+                             else int(good[np.argmin(np.abs(good - i))]) for i in wanted}
+        return np.asarray(sorted(set(plan["source_of"].values())), dtype=np.int64)
+
     if src.video is not None:
-        from storage.sources.video import read_video
+        from storage.sources.video import read_span
 
-        decoded = dict(zip(needed, read_video(src.video, [src.video_start + i for i in needed], color)))
+        images, n, picked = read_span(src.video, src.video_start, src.video_stop, needed, color)
     else:
-        decoded = {}
-        for i in needed:
+        if not src.frame_paths:
+            raise ClipError(f"clip {src.clip_id!r}: no frames")
+        n = len(src.frame_paths)
+        picked = needed(n)
+        images = []
+        for i in picked:
             img = read_image(src.frame_paths[i], color)
-            if decoded and img.shape != next(iter(decoded.values())).shape:
+            if images and img.shape != images[0].shape:
                 raise ClipError(f"{src.frame_paths[i]}: frame size {img.shape} differs from the clip's "
-                                f"{next(iter(decoded.values())).shape}")
-            decoded[i] = img
+                                f"{images[0].shape}")
+            images.append(img)
+    decoded = dict(zip(picked.tolist(), images))
+    wanted, source_of = plan["wanted"], plan["source_of"]
     notes = [f"{src.frame_name(i)} ({src.known_bad[i]}): replaced by {src.frame_name(source_of[i])}"
-             for i in wanted if i != source_of[i]]
-    return np.stack([decoded[source_of[i]] for i in wanted]), notes
-
+             for i in wanted.tolist() if i != source_of[i]]
+    return np.stack([decoded[source_of[i]] for i in wanted.tolist()]), n, wanted, notes
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 

@@ -74,8 +74,31 @@ def read_video(path: str | Path, indices: Sequence[int] | np.ndarray, color: str
     if wanted.ndim != 1:
         raise ValueError(f"indices must be one-dimensional, got shape {wanted.shape}")
     unique = np.unique(wanted)
-    frames = _guarded(path, timeout_s, lambda: _decode(path, unique))[np.searchsorted(unique, wanted)]
+    frames = _guarded(path, timeout_s, lambda: _decode(*_open(path), path, unique))[np.searchsorted(unique, wanted)]
     return frames if color == "rgb" else _gray(frames)
+
+
+def read_span(path: str | Path, start: int, stop: int | None, choose: Callable[[int], np.ndarray],
+              color: str = "gray", timeout_s: float = DEFAULT_TIMEOUT_S) -> tuple[np.ndarray, int, np.ndarray]:
+    """The clip that is frames [start, stop) of the video (``stop`` None: to its end), with the
+    container opened once: its length n, and the frames ``choose(n)`` picks (sorted, distinct
+    indices into the clip), decoded as ``read_video`` decodes them. Returns (frames, n, picked)."""
+    if color not in ("gray", "rgb"):
+        raise ValueError(f"color must be 'gray' or 'rgb', got {color!r}")
+    path = Path(path)
+
+    def work() -> tuple[np.ndarray, int, np.ndarray]:
+        reader, info = _open(path)
+        end = info.frame_count if stop is None else stop
+        if end > info.frame_count:
+            raise ClipError(f"{path}: the clip ends at frame {end - 1}, the video has {info.frame_count} frames")
+        if end <= start:
+            raise ClipError(f"{path}: empty span of frames [{start}, {end})")
+        picked = np.asarray(choose(end - start), dtype=np.int64)
+        return _decode(reader, info, path, picked + start), end - start, picked
+
+    frames, n, picked = _guarded(path, timeout_s, work)
+    return (frames if color == "rgb" else _gray(frames)), n, picked
 
 
 def _gray(frames: np.ndarray) -> np.ndarray:
@@ -126,9 +149,8 @@ def _open(path: Path) -> tuple[decord.VideoReader, VideoInfo]:
     return reader, VideoInfo(frame_count=n, fps=fps, width=w, height=h)
 
 
-def _decode(path: Path, unique: np.ndarray) -> np.ndarray:
-    """Frames ``unique`` (sorted, distinct) as [len(unique), H, W, 3] RGB."""
-    reader, info = _open(path)
+def _decode(reader: decord.VideoReader, info: VideoInfo, path: Path, unique: np.ndarray) -> np.ndarray:
+    """Frames ``unique`` (sorted, distinct) of an opened video as [len(unique), H, W, 3] RGB."""
     outside = unique[(unique < 0) | (unique >= info.frame_count)]
     if outside.size:
         raise ClipError(f"{path}: asks for frame {int(outside[0])}, the video has {info.frame_count} frames")

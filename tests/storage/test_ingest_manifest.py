@@ -92,3 +92,17 @@ def test_a_span_past_the_end_of_a_video_is_named(layout, tmp_path):
     assert rep.written == 1 and FrameStore(tmp_path / "s").column("frame_count").tolist() == [n - 2]
     (skip,) = rep.skipped
     assert skip.item == "long" and f"the clip ends at frame {n + 5}, the video has {n} frames" in skip.reason
+
+
+def test_a_video_is_opened_once_per_clip(layout, tmp_path, monkeypatch):
+    from storage.sources import video
+
+    opened = []
+    real_open = video._open
+    monkeypatch.setattr(video, "_open", lambda path: opened.append(path) or real_open(path))
+    videos = sorted(k for k in layout.clips if k.endswith(".mp4"))[:2]
+    m = tmp_path / "m.csv"
+    m.write_text("path,subject,label,fps\n" + "".join(f"{v},s,x,200\n" for v in videos))
+    table = manifest.read_manifest(m, root=layout.root)
+    rep = ingest(table.sources, tmp_path / "s", labels=table.labels, options=IngestOptions(size=16), workers=1)
+    assert rep.written == 2 and opened == [layout.root / v for v in videos]  # decord indexes the whole file on open

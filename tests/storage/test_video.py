@@ -104,10 +104,10 @@ def test_frames_outside_the_video(tmp_path):
 def test_stalled_decoding_times_out(tmp_path, monkeypatch):
     release = threading.Event()
 
-    def stuck(path, unique):
+    def stuck(path):  # decord's open never returning
         release.wait(30)
 
-    monkeypatch.setattr(video, "_decode", stuck)
+    monkeypatch.setattr(video, "_open", stuck)
     try:
         with pytest.raises(ClipError, match=r"stuck\.mp4: decoding stalled for more than 0\.2 s"):
             read_video(tmp_path / "stuck.mp4", [0], timeout_s=0.2)
