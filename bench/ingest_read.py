@@ -29,6 +29,7 @@ from storage.sources.synthetic import write_store
 from storage.sources.synthetic.layouts import CAMERA_SPEC, write_dfme_layout, write_video_manifest
 from storage.sources.video import read_video
 from storage.store import FrameStore
+from timing import best_of  # bench/timing.py (scripts run from bench/)
 
 
 def main() -> None:
@@ -74,8 +75,7 @@ def main() -> None:
         for n in (4, 8, 16, None):
             times = {}
             for name, fn in methods.items():
-                fn(n)  # warm the page cache
-                times[name] = min(_timed(fn, n) for _ in range(args.repeat))
+                times[name] = best_of(fn, n, args.repeat)
             base = times["orch store (mmap Arrow)"]
             for name, t in times.items():
                 print(f"  N={'all' if n is None else n:>3}  {name:<24} {t * 1000:9.2f} ms   ratio {t / base:8.1f}")
@@ -84,11 +84,6 @@ def main() -> None:
 def _fps(paths: list[Path], layout) -> float:
     return layout.clips[paths[0].parent.name]["fps"]
 
-
-def _timed(fn, n) -> float:
-    t = time.perf_counter()
-    fn(n)
-    return time.perf_counter() - t
 
 
 if __name__ == "__main__":

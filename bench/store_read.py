@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 from storage.sampling import uniform_indices
 from storage.store import Clip, FrameStore, StoreWriter
+from timing import best_of  # bench/timing.py (scripts run from bench/)
 
 
 def main() -> None:
@@ -66,19 +66,12 @@ def main() -> None:
         for n in (4, 8, 16, None):
             times = {}
             for name, fn in methods.items():
-                fn(n)  # warm the page cache
-                best = min(_timed(fn, n) for _ in range(args.repeat))
-                times[name] = best
+                times[name] = best_of(fn, n, args.repeat)
             base = times["orch store (mmap Arrow)"]
             label = "all" if n is None else n
             for name, t in times.items():
                 print(f"  N={label:>3}  {name:<24} {t * 1000:8.2f} ms   ratio {t / base:6.2f}")
 
-
-def _timed(fn, n) -> float:
-    t = time.perf_counter()
-    fn(n)
-    return time.perf_counter() - t
 
 
 if __name__ == "__main__":
