@@ -191,7 +191,7 @@ def ingest(
         from orchestrator.ray_ingest import ray_map
         from orchestrator.runner import init_ray
 
-        started = init_ray(ray_address, Workdir.resolve(None))
+        started = init_ray(ray_address, None)  # an address: nothing is written locally
         mapper = ray_map()
     try:
         with Progress(TextColumn("ingesting"), BarColumn(), MofNCompleteColumn(), TextColumn("clips"),

@@ -83,8 +83,9 @@ def end_stale_runs(uri: str, experiment_id: str, sweep_key: str) -> int:
     return len(stale)
 
 
-def init_ray(address: str | None, workdir: Workdir) -> bool:
-    """Connect to ``address`` or start local Ray. Returns True if this call started Ray."""
+def init_ray(address: str | None, workdir: Workdir | None) -> bool:
+    """Connect to ``address``, or start local Ray with its session files under ``workdir``.
+    Returns True if this call started Ray (or connected to a cluster)."""
     if ray.is_initialized():
         return False
     # Ray 2.60 turns token authentication on by default and says so at every start; that is
@@ -94,6 +95,8 @@ def init_ray(address: str | None, workdir: Workdir) -> bool:
     if address:
         ray.init(address=address, **kwargs)
         return True
+    if workdir is None:
+        raise ValueError("init_ray: local Ray needs a workdir for its session files")
     tmp = workdir.root / "ray"
     if len(str(tmp)) <= 40:  # Ray's socket paths must stay under the OS limit (~107 chars)
         kwargs["_temp_dir"] = str(tmp)

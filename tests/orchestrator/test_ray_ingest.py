@@ -26,7 +26,9 @@ def test_ray_tasks_build_the_same_store_as_processes(ray_session, tmp_path):
     assert FrameStore(tmp_path / "ray").fingerprint == FrameStore(tmp_path / "local").fingerprint
 
 
-def test_cli_ingests_on_the_ray_it_is_given(ray_session, tmp_path):
+def test_cli_ingests_on_the_ray_it_is_given(ray_session, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ORCH_WORKDIR", raising=False)
     lay = write_dfme_layout(tmp_path / "d", small(train=1))
     out = tmp_path / "s"
     r = CliRunner().invoke(app, ["ingest", str(lay.root), "--format", "dfme", "--out", str(out), "--size", "16",
@@ -34,3 +36,4 @@ def test_cli_ingests_on_the_ray_it_is_given(ray_session, tmp_path):
     assert r.exit_code == 0, r.output
     assert len(FrameStore(out)) == 3
     assert ray_session.is_initialized()  # a Ray it did not start is left running
+    assert not (tmp_path / "orch-work").exists()  # connecting to a cluster writes nothing here
