@@ -1,35 +1,42 @@
-"""The ``orch`` command line. Thin: parses options, builds the experiment, calls the runner
-and the report."""
+"""The ``orch`` command line. Thin: parses options, builds the experiment, and hands it to
+``orchestrator.execute`` (store, trials, Tune, report)."""
 
 from __future__ import annotations
 
 import dataclasses
-import math
-import os
-import sys
-import time
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.columns import Columns
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from orchestrator import report
-from orchestrator.experiment import DEFAULT_LENGTHS, AblationExperiment, Resources
-from orchestrator.runner import ResourceError, run_sweep
+from orchestrator import execute as ex
+from orchestrator.experiment import DEFAULT_LENGTHS, Experiment, Protocol, Resources
 from orchestrator.store_cli import store_app
 from orchestrator.workdir import ENV_VAR, Workdir
-from storage.sources.synthetic import SyntheticSpec, cached_store_path, ensure_store
-from storage.store import FrameStore, StoreError
+from storage.store import StoreError
 from trainables.config import DataConfig, TrainConfig, TrialConfig
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="orch: orchestrated micro-expression recognition experiments (Ray Tune + MLflow).")
 console = Console()
 app.add_typer(store_app, name="store", help="Look into a frame store: info, verify.")
+
+# options every training command shares
+EPOCHS = typer.Option(TrainConfig.epochs, help="Training epochs per trial.")
+TOKEN = typer.Option(DataConfig.token, help="Per-frame token: flow_roi (optical flow pooled over 18 facial "
+                     "regions, computed at ingest; the paper's) or pixel_diff (difference to onset).")
+CPUS = typer.Option(1.0, help="CPUs per trial (also its torch threads).")
+GPUS = typer.Option(0.0, help="GPUs per trial.")
+ADDRESS = typer.Option(None, help="Ray cluster address ('auto' or host:port); default: local Ray.")
+WORKDIR = typer.Option(None, help=f"Where everything is written (default ${ENV_VAR} or ./orch-work).")
+PROGRESS = typer.Option(True, help="Show the live progress display.")
+DRY_RUN = typer.Option(False, "--dry-run", help="Print the trials and the resource plan; run nothing.")
+SAVE_YAML = typer.Option(None, "--save-yaml", help="Write the experiment as YAML (for `orch run`) and exit.")
+CLASSES = typer.Option(None, help="3 or 7: CAS(ME)^3's 3-class (negative/positive/surprise; 'others' left out) "
+                       "or 7-class task. Default: the store's own labels.")
 
 
 @app.callback()
@@ -42,22 +49,51 @@ def _fail(msg: str) -> None:
     raise typer.Exit(2)
 
 
-def _builtin_store(workdir: Workdir) -> Path:
-    spec = SyntheticSpec()
-    cached = cached_store_path(spec, workdir.stores)
-    if cached.exists():
-        try:
-            FrameStore(cached)
-            console.print(f"benchmark store: {cached} (cached)")
-            return cached
-        except StoreError as e:
-            _fail(f"{e}; remove it to have it built again")
-    with Progress(TextColumn("building the built-in synthetic benchmark"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("clips"), TimeRemainingColumn(), console=console) as bar:
-        task = bar.add_task("", total=spec.n_clips)
-        path, built = ensure_store(spec, workdir.stores, progress=lambda i, n: bar.update(task, completed=i))
-    console.print(f"benchmark store: {path} ({'built' if built else 'cached'})")
-    return path
+def _label_map(classes: Optional[int]) -> str:
+    if classes is None:
+        return "store"
+    if classes not in (3, 7):
+        _fail(f"--classes: 3 or 7, got {classes}")
+    return f"casme3-{classes}"
+
+
+def _experiment(name: str, protocol: Protocol, store: Optional[Path], seeds: int, lengths: str, epochs: int,
+                token: str, label_map: str, cpus: float, gpus: float, save_model: bool = False) -> Experiment:
+    try:
+        return Experiment(
+            name=name, protocol=protocol, store=str(store) if store else "", seeds=tuple(range(seeds)),
+            lengths=tuple(x.strip() for x in lengths.split(",") if x.strip()),
+            trial=TrialConfig(data=DataConfig(token=token, label_map=label_map),
+                              train=dataclasses.replace(TrainConfig(), epochs=epochs)),
+            resources=Resources(cpus, gpus), save_model=save_model,
+        )
+    except ValueError as e:
+        _fail(str(e))
+
+
+def _go(exp: Experiment, workdir: Optional[Path], address: Optional[str], progress: bool, dry_run: bool,
+        save_yaml: Optional[Path]) -> None:
+    if save_yaml is not None:
+        save_yaml.write_text(exp.to_yaml())
+        console.print(f"experiment written to {save_yaml}; run it with: orch run {save_yaml}")
+        return
+    wd = Workdir.resolve(workdir) if not dry_run else _dry_workdir(workdir)
+    console.print(f"workdir: [bold]{wd.root}[/]")
+    try:
+        code = ex.execute(exp, wd, console, address=address, show_progress=progress, dry_run=dry_run)
+    except ex.CommandError as e:
+        _fail(str(e))
+    if code:
+        raise typer.Exit(code)
+
+
+def _dry_workdir(path: Optional[Path]) -> Workdir:
+    """A dry run reads the workdir (the cached benchmark) but creates nothing in it."""
+    import os
+
+    from orchestrator.workdir import DEFAULT
+
+    return Workdir(Path(path or os.environ.get(ENV_VAR) or DEFAULT).expanduser().resolve())
 
 
 @app.command()
@@ -65,80 +101,222 @@ def ablation(
     seeds: int = typer.Option(30, help="Number of random seeds (0 .. seeds-1)."),
     lengths: str = typer.Option(",".join(DEFAULT_LENGTHS), help="Frames per clip, comma-separated: integers or 'all'."),
     store: Optional[Path] = typer.Option(None, help="Frame store to use; default: the built-in synthetic benchmark."),
-    epochs: int = typer.Option(TrainConfig.epochs, help="Training epochs per trial."),
-    token: str = typer.Option(DataConfig.token, help="Per-frame token: flow_roi (optical flow pooled over 18 "
-                              "facial regions, computed at ingest; the paper's) or pixel_diff (difference to onset)."),
+    epochs: int = EPOCHS,
+    token: str = TOKEN,
     experiment: str = typer.Option("ablation", help="Experiment name (MLflow experiment, report folder)."),
-    cpus_per_trial: float = typer.Option(1.0, help="CPUs per trial (also its torch threads)."),
-    gpus_per_trial: float = typer.Option(0.0, help="GPUs per trial."),
-    address: Optional[str] = typer.Option(None, help="Ray cluster address ('auto' or host:port); default: local Ray."),
-    workdir: Optional[Path] = typer.Option(None, help=f"Where everything is written (default ${ENV_VAR} or ./orch-work)."),
-    progress: bool = typer.Option(True, help="Show the live progress display."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the trials and the resource plan; run nothing."),
+    cpus_per_trial: float = CPUS,
+    gpus_per_trial: float = GPUS,
+    address: Optional[str] = ADDRESS,
+    workdir: Optional[Path] = WORKDIR,
+    progress: bool = PROGRESS,
+    dry_run: bool = DRY_RUN,
+    save_yaml: Optional[Path] = SAVE_YAML,
 ):
     """Frame-length ablation: seeds x N frames as one Ray Tune experiment.
 
     Split roles (the paper's Section 5.1): train on 'train', choose the best epoch on
     'test_A' (validation), report on 'test_B' (test). Prints the Table 4 layout at the end.
     """
-    wd = Workdir.resolve(workdir)
-    console.print(f"workdir: [bold]{wd.root}[/]")
+    exp = _experiment(experiment, Protocol("ablation"), store, seeds, lengths, epochs, token, "store",
+                      cpus_per_trial, gpus_per_trial)
+    _go(exp, workdir, address, progress, dry_run, save_yaml)
+
+
+@app.command()
+def loso(
+    store: Optional[Path] = typer.Option(None, help="Frame store (e.g. ingested CAS(ME)^3 Part A); default: the "
+                                         "built-in benchmark."),
+    classes: Optional[int] = CLASSES,
+    seeds: int = typer.Option(1, help="Number of random seeds (0 .. seeds-1): trials = folds x seeds."),
+    length: str = typer.Option("all", "--length", help="Frames per clip (integers or 'all'; comma-separated for several)."),
+    validation_fraction: float = typer.Option(0.2, help="Share of each fold's training subjects drawn (per seed) "
+                                              "as validation subjects, which choose the epoch."),
+    use_splits: str = typer.Option("", help="Store splits whose clips take part, comma-separated (default: all)."),
+    epochs: int = EPOCHS,
+    token: str = TOKEN,
+    experiment: str = typer.Option("loso", help="Experiment name (MLflow experiment, report folder)."),
+    cpus_per_trial: float = CPUS,
+    gpus_per_trial: float = GPUS,
+    address: Optional[str] = ADDRESS,
+    workdir: Optional[Path] = WORKDIR,
+    progress: bool = PROGRESS,
+    dry_run: bool = DRY_RUN,
+    save_yaml: Optional[Path] = SAVE_YAML,
+):
+    """Leave-one-subject-out: one fold per subject, folds x seeds trials on Ray Tune.
+
+    In each fold the held-out subject is the test set; the best epoch is chosen on
+    validation subjects drawn from the *training* subjects (never the held-out one).
+    Reports pooled UF1/UAR (predictions of all folds concatenated) and per-fold mean ± std,
+    per-class recall and the pooled confusion matrix.
+    """
     try:
-        exp = AblationExperiment(
-            name=experiment, seeds=tuple(range(seeds)), lengths=tuple(x.strip() for x in lengths.split(",") if x.strip()),
-            trial=TrialConfig(data=DataConfig(token=token), train=dataclasses.replace(TrainConfig(), epochs=epochs)),
-            resources=Resources(cpus_per_trial, gpus_per_trial),
-        )
+        proto = Protocol("loso", validation_fraction=validation_fraction,
+                         use_splits=tuple(x.strip() for x in use_splits.split(",") if x.strip()))
     except ValueError as e:
         _fail(str(e))
-    if dry_run and store is None and not cached_store_path(SyntheticSpec(), wd.stores).exists():
-        _print_plan(exp, None, address)  # the benchmark is built by the first real run
-        return
-    store_path = store if store is not None else _builtin_store(wd)
+    exp = _experiment(experiment, proto, store, seeds, length, epochs, token, _label_map(classes),
+                      cpus_per_trial, gpus_per_trial)
+    _go(exp, workdir, address, progress, dry_run, save_yaml)
+
+
+@app.command()
+def split(
+    store: Optional[Path] = typer.Option(None, help="Frame store (e.g. ingested DFME); default: the built-in benchmark."),
+    seeds: int = typer.Option(5, help="Number of random seeds (0 .. seeds-1); each draws its own validation subjects."),
+    length: str = typer.Option("all", "--length", help="Frames per clip (integers or 'all'; comma-separated for several)."),
+    train_split: str = typer.Option("train", help="The store split divided into train and validation."),
+    tests: str = typer.Option("test_A,test_B", help="Store splits the selected epoch predicts, comma-separated."),
+    validation_fraction: float = typer.Option(0.2, help="Share of the training split's subjects drawn (per seed) "
+                                              "as validation (4:1 by default), subject-disjoint."),
+    epochs: int = EPOCHS,
+    token: str = TOKEN,
+    save_model: bool = typer.Option(True, help="Keep each run's selected parameters (for orch predict)."),
+    experiment: str = typer.Option("split", help="Experiment name (MLflow experiment, report folder)."),
+    cpus_per_trial: float = CPUS,
+    gpus_per_trial: float = GPUS,
+    address: Optional[str] = ADDRESS,
+    workdir: Optional[Path] = WORKDIR,
+    progress: bool = PROGRESS,
+    dry_run: bool = DRY_RUN,
+    save_yaml: Optional[Path] = SAVE_YAML,
+):
+    """DFME's competition split (the paper's Section 4.2, Tables 2 and 3).
+
+    The train split is divided 4:1 into train and validation with disjoint subjects, drawn
+    per seed; the best-validation epoch predicts test_A and test_B; UF1, UAR and ACC on
+    each (unlabelled test splits: predictions only, for orch predict).
+    """
     try:
-        fs = FrameStore(store_path)
+        proto = Protocol("split", train_split=train_split, validation_fraction=validation_fraction,
+                         test_splits=tuple(x.strip() for x in tests.split(",") if x.strip()))
+    except ValueError as e:
+        _fail(str(e))
+    exp = _experiment(experiment, proto, store, seeds, length, epochs, token, "store",
+                      cpus_per_trial, gpus_per_trial, save_model=save_model)
+    _go(exp, workdir, address, progress, dry_run, save_yaml)
+
+
+@app.command()
+def search(
+    space: Path = typer.Option(..., help="Search space YAML: config paths (train.lr, model.depth, ...) to domains "
+                               "(loguniform, uniform, randint, choice, grid)."),
+    protocol: str = typer.Option("split", help="split or loso: the protocol whose train/validation data the search "
+                                 "uses, and which the best configuration is then run as."),
+    samples: int = typer.Option(8, help="Configurations drawn (each grid point this many times)."),
+    store: Optional[Path] = typer.Option(None, help="Frame store; default: the built-in benchmark."),
+    classes: Optional[int] = CLASSES,
+    seeds: int = typer.Option(5, help="Seeds the best configuration is re-run over (the search uses seed 0's split)."),
+    length: str = typer.Option("all", "--length", help="Frames per clip (integers or 'all')."),
+    epochs: int = EPOCHS,
+    token: str = TOKEN,
+    grace_period: int = typer.Option(2, help="ASHA: epochs every configuration trains before it may be stopped."),
+    experiment: str = typer.Option("search", help="Experiment name (MLflow experiment, report folder)."),
+    cpus_per_trial: float = CPUS,
+    gpus_per_trial: float = GPUS,
+    address: Optional[str] = ADDRESS,
+    workdir: Optional[Path] = WORKDIR,
+    progress: bool = PROGRESS,
+    dry_run: bool = DRY_RUN,
+):
+    """Hyperparameter search on Ray Tune (random / grid, ASHA early stopping on validation
+    UF1), then the best configuration re-run over seeds and reported like its protocol.
+
+    The searcher sees validation metrics only, and its trials load no test data at all.
+    """
+    from orchestrator.search_space import load_space
+
+    if protocol not in ("split", "loso"):
+        _fail(f"--protocol: split or loso, got {protocol!r}")
+    if samples < 1:
+        _fail(f"--samples: at least 1, got {samples}")
+    try:
+        domains = load_space(space)
+        proto = Protocol(protocol)
+    except ValueError as e:
+        _fail(str(e))
+    exp = _experiment(experiment, proto, store, seeds, length, epochs, token,
+                      _label_map(classes) if protocol == "loso" else "store", cpus_per_trial, gpus_per_trial,
+                      save_model=protocol == "split")
+    wd = Workdir.resolve(workdir) if not dry_run else _dry_workdir(workdir)
+    console.print(f"workdir: [bold]{wd.root}[/]")
+    try:
+        code = ex.search_then_run(exp, domains, samples, wd, console, address, progress, dry_run, grace_period)
+    except ex.CommandError as e:
+        _fail(str(e))
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command()
+def run(
+    experiment_yaml: Path = typer.Argument(..., help="An experiment file (write one with --save-yaml on any command)."),
+    address: Optional[str] = ADDRESS,
+    workdir: Optional[Path] = WORKDIR,
+    progress: bool = PROGRESS,
+    dry_run: bool = DRY_RUN,
+):
+    """Run the experiment a YAML file describes (protocol, store, label map, model,
+    optimiser, schedule, epochs, seeds, resources)."""
+    try:
+        exp = Experiment.from_yaml(experiment_yaml)
+    except ValueError as e:
+        _fail(str(e))
+    _go(exp, workdir, address, progress, dry_run, None)
+
+
+@app.command()
+def predict(
+    run_id: str = typer.Option(..., "--run", help="The MLflow run whose selected parameters predict."),
+    split: str = typer.Option("test_B", help="The store split to predict."),
+    out: Path = typer.Option(Path("prediction.txt"), help="Where to write the predictions."),
+    store: Optional[Path] = typer.Option(None, help="The store (default: the path the run recorded; its "
+                                         "fingerprint must match the run's)."),
+    workdir: Optional[Path] = WORKDIR,
+):
+    """The CCAC2024 submission format: one integer label per line (the class index in the
+    run's label order; DFME's EmotionId for a DFME store), in the order of the split's
+    samples as the store holds them — the annotation sheet's order."""
+    import tempfile
+
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from storage.store import FrameStore
+    from trainables.predict import predict as run_predict
+    from trainables.trainable import MODEL_ARTIFACT
+
+    wd = _dry_workdir(workdir)
+    client = MlflowClient(wd.tracking_uri)
+    try:
+        r = client.get_run(run_id)
+    except MlflowException as e:
+        _fail(f"--run {run_id}: not found in {wd.tracking_uri} ({str(e).splitlines()[0]})")
+    if r.info.status != "FINISHED":
+        _fail(f"--run {run_id}: status {r.info.status}; only a FINISHED run has its selected parameters")
+    p = r.data.params
+    path = store or Path(p.get("data.store", ""))
+    try:
+        fs = FrameStore(path)
     except StoreError as e:
         _fail(str(e))
-    for role, split in (("train", exp.trial.data.train_split), ("validation", exp.trial.data.val_split),
-                        ("test", exp.trial.data.test_split)):
-        if len(fs.indices(split)) == 0:
-            _fail(f"{store_path}: no clips in split {split!r}, which the ablation uses as its {role} split "
-                  f"(the store has: {', '.join(sorted(set(fs.column('split'))))})")
-    if exp.trial.data.token == "flow_roi" and "flow_roi" not in fs.feature_shapes:
-        _fail(f"{store_path}: no flow features for --token flow_roi (ingest computes them unless "
-              f"--features none; or use --token pixel_diff)")
-    exp = exp.with_store(str(Path(store_path).resolve()))
-    if dry_run:
-        _print_plan(exp, fs, address)
-        return
-    console.print(f"experiment {exp.name!r}: {len(exp.seeds)} seeds x lengths {','.join(exp.lengths)} = "
-                  f"{exp.n_trials} trials, {epochs} epochs each; store {fs.fingerprint[:12]} ({len(fs)} clips)")
-    t0 = time.time()
+    if fs.fingerprint != p.get("data.store_fingerprint"):
+        _fail(f"{path}: store fingerprint {fs.fingerprint[:12]} is not the run's "
+              f"({p.get('data.store_fingerprint', '?')[:12]}): the run trained on another store")
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            saved = Path(client.download_artifacts(run_id, MODEL_ARTIFACT, tmp)).read_bytes()
+        except (MlflowException, OSError):
+            _fail(f"--run {run_id}: no {MODEL_ARTIFACT} artifact (the experiment ran with save_model off; "
+                  f"orch split keeps it by default)")
     try:
-        outcome = run_sweep(exp, fs.fingerprint, wd, address=address, console=console, show_progress=progress)
-    except ResourceError as e:
+        pred = run_predict(saved, fs, split)
+    except ValueError as e:
         _fail(str(e))
-    results = report.finished_runs(wd.tracking_uri, outcome.experiment_id, outcome.sweep_key,
-                                   seeds=exp.seeds, lengths=exp.lengths)
-    rows = report.ablation_table(results)
-    title = f"{exp.name}: frame-length ablation ({len(exp.seeds)} seeds, {epochs} epochs)"
-    out = wd.reports(exp.name)
-    (out / "table4.md").write_text(report.to_markdown(rows, title))
-    report.write_csv(rows, out / "table4.csv")
-    written = [out / "table4.md", out / "table4.csv"]
-    if rows:
-        report.plot(rows, out / "table4.png", title)
-        written.append(out / "table4.png")
-    _print_table(rows, title)
-    console.print(f"{len(results)} finished runs of {exp.n_trials} trials; {outcome.n_errored} failed "
-                  f"after retries; {time.time() - t0:.0f} s")
-    console.print(f"tables: {', '.join(map(str, written))}")
-    for line in outcome.errors:
-        console.print(f"[red]failed trial[/] {line} (full traceback: the run's orch.error tag in MLflow)")
-    console.print(f"browse the runs: [bold]{mlflow_ui_command(wd)}[/] (then open http://127.0.0.1:5000)")
-    console.print(f"workdir: [bold]{wd.root}[/]")
-    if outcome.n_errored:
-        raise typer.Exit(1)
+    out.write_text("".join(f"{int(k)}\n" for k in pred.predicted))
+    console.print(f"{len(pred.clip_ids)} predictions of split {split!r} written to {out} "
+                  f"(one class index per line, store order; classes: "
+                  + ", ".join(f"{i}={c}" for i, c in enumerate(pred.classes)) + ")")
 
 
 @app.command()
@@ -215,30 +393,6 @@ def ingest(
         raise typer.Exit(1)
 
 
-def _print_plan(exp: AblationExperiment, fs: FrameStore | None, address: str | None) -> None:
-    """What ``orch ablation`` would run: its trials and the resources they need."""
-    d, r = exp.trial.data, exp.resources
-    where = (f"{fs.path} ({fs.fingerprint[:12]}, {len(fs)} clips)" if fs is not None
-             else "the built-in benchmark (not built yet: the first real run builds it, ~35 s)")
-    console.print(f"dry run of experiment {exp.name!r}: nothing is trained or logged")
-    console.print(f"store: {where}")
-    console.print(f"splits: train={d.train_split!r}, validation={d.val_split!r} (selects the epoch), "
-                  f"test={d.test_split!r}; token {d.token}; {exp.trial.train.epochs} epochs")
-    console.print(Columns([f"seed{s}-N{n}" for n in exp.lengths for s in exp.seeds], equal=True))
-    console.print(f"{exp.n_trials} trials = {len(exp.seeds)} seeds x {len(exp.lengths)} lengths "
-                  f"({', '.join(exp.lengths)})")
-    need = f"{r.cpus_per_trial:g} CPU" + (f" + {r.gpus_per_trial:g} GPU" if r.gpus_per_trial else "")
-    if address:
-        console.print(f"each trial needs {need} (torch threads: {r.threads}); on the cluster at {address}, "
-                      f"as many run at once as its free resources allow")
-    else:
-        cpus = os.cpu_count() or 1
-        at_once = int(cpus // r.cpus_per_trial)
-        plan = (f"{at_once} trials at a time, {math.ceil(exp.n_trials / at_once)} rounds" if at_once
-                else "more than it has: a real run stops with an error")
-        console.print(f"each trial needs {need} (torch threads: {r.threads}); this machine has {cpus} CPUs: {plan}")
-
-
 def _print_skips(rep, limit: int = 30) -> None:
     if not rep.skipped:
         return
@@ -250,23 +404,6 @@ def _print_skips(rep, limit: int = 30) -> None:
     console.print(t)
     if len(rep.skipped) > limit:
         console.print(f"... and {len(rep.skipped) - limit} more in {rep.path}")
-
-
-def mlflow_ui_command(wd: Workdir) -> str:
-    """The command that serves the MLflow UI on these runs (the mlflow of this environment,
-    so it works without activating the virtual environment)."""
-    exe = Path(sys.executable).parent / "mlflow"
-    mlflow = str(exe) if exe.exists() else "mlflow"
-    return f"{mlflow} ui --backend-store-uri '{wd.tracking_uri}' --host 127.0.0.1 --port 5000"
-
-
-def _print_table(rows: list[report.AblationRow], title: str) -> None:
-    t = Table(title=title)
-    for col in ("N frames", "UF1 (%)", "UAR (%)", "seeds"):
-        t.add_column(col, justify="right")
-    for r in rows:
-        t.add_row(r.length, report._pm(r.uf1_mean, r.uf1_std), report._pm(r.uar_mean, r.uar_std), str(r.n_seeds))
-    console.print(t)
 
 
 def main() -> None:

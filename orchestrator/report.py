@@ -24,12 +24,19 @@ LENGTH_ORDER = ("4", "8", "12", "16", "all")
 @dataclass(frozen=True)
 class TrialResult:
     run_id: str
+    name: str  # the trial's name in its protocol (the run's name)
     seed: int
     length: str
-    test_uf1: float
-    test_uar: float
-    test_acc: float
-    best_epoch: int
+    fold: str
+    metrics: dict[str, float]
+
+    @property
+    def test_uf1(self) -> float:
+        return self.metrics["test_uf1"]
+
+    @property
+    def test_uar(self) -> float:
+        return self.metrics["test_uar"]
 
 
 @dataclass(frozen=True)
@@ -42,47 +49,46 @@ class AblationRow:
     uar_std: float
 
 
-def finished_runs(uri: str, experiment_id: str, sweep_key: str,
-                  seeds: Iterable[int] | None = None, lengths: Iterable[str] | None = None) -> list[TrialResult]:
-    """The FINISHED runs of a sweep, one per trial (seed, length), restricted to the given
-    seeds and lengths (an earlier invocation of the same sweep may have run others)."""
+def finished_runs(uri: str, experiment_id: str, sweep_key: str, names: Iterable[str] | None = None) -> list[TrialResult]:
+    """The FINISHED runs of a sweep, one per trial name, restricted to ``names`` (an earlier
+    invocation of the same sweep may have run other seeds or lengths)."""
     client = MlflowClient(uri)
     runs = client.search_runs([experiment_id], filter_string=(
         f"tags.`{SWEEP_KEY_TAG}` = '{sweep_key}' and attributes.status = 'FINISHED'"),
         max_results=50_000, order_by=["attributes.start_time ASC"])
-    seeds = None if seeds is None else set(seeds)
-    lengths = None if lengths is None else set(lengths)
-    by_trial: dict[tuple[int, str], TrialResult] = {}
+    names = None if names is None else set(names)
+    by_trial: dict[str, TrialResult] = {}
     for r in runs:
-        m, p = r.data.metrics, r.data.params
-        seed, length = int(p["seed"]), p["length"]
-        if (seeds is not None and seed not in seeds) or (lengths is not None and length not in lengths):
+        p, name = r.data.params, r.info.run_name
+        if names is not None and name not in names:
             continue
-        by_trial.setdefault((seed, length), TrialResult(
-            r.info.run_id, seed, length, m["test_uf1"], m["test_uar"], m["test_acc"], int(m["best_epoch"])))
-    return sorted(by_trial.values(), key=lambda t: (_length_key(t.length), t.seed))
+        by_trial.setdefault(name, TrialResult(r.info.run_id, name, int(p["seed"]), p["length"], p.get("fold", ""),
+                                              dict(r.data.metrics)))
+    return sorted(by_trial.values(), key=lambda t: (length_key(t.length), t.fold, t.seed))
 
 
-def _length_key(length: str) -> tuple[int, int]:
+def length_key(length: str) -> tuple[int, int]:
     return (1, 0) if length == "all" else (0, int(length))
 
 
-def _mean_std(x: list[float]) -> tuple[float, float]:
+def mean_std(x: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof=1; NaN for a single value)."""
     a = np.asarray(x, dtype=np.float64)
     return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else math.nan
 
 
 def ablation_table(results: list[TrialResult]) -> list[AblationRow]:
     rows = []
-    for length in sorted({r.length for r in results}, key=_length_key):
+    for length in sorted({r.length for r in results}, key=length_key):
         rs = [r for r in results if r.length == length]
-        uf1 = _mean_std([r.test_uf1 for r in rs])
-        uar = _mean_std([r.test_uar for r in rs])
+        uf1 = mean_std([r.test_uf1 for r in rs])
+        uar = mean_std([r.test_uar for r in rs])
         rows.append(AblationRow(length, len(rs), *uf1, *uar))
     return rows
 
 
-def _pm(mean: float, std: float, scale: float = 100.0) -> str:
+def pm(mean: float, std: float, scale: float = 100.0) -> str:
+    """``mean ± std`` in percent (``n/a`` for the std of one value)."""
     s = "n/a" if math.isnan(std) else f"{std * scale:.2f}"
     return f"{mean * scale:.2f} ± {s}"
 
@@ -90,7 +96,7 @@ def _pm(mean: float, std: float, scale: float = 100.0) -> str:
 def to_markdown(rows: list[AblationRow], title: str) -> str:
     lines = [f"### {title}", "",
              "| N frames | UF1 (%) | UAR (%) | seeds |", "|---|---|---|---|"]
-    lines += [f"| {r.length} | {_pm(r.uf1_mean, r.uf1_std)} | {_pm(r.uar_mean, r.uar_std)} | {r.n_seeds} |"
+    lines += [f"| {r.length} | {pm(r.uf1_mean, r.uf1_std)} | {pm(r.uar_mean, r.uar_std)} | {r.n_seeds} |"
               for r in rows]
     lines += ["", "Test-split scores of the best-validation epoch; mean ± sample std (ddof=1) over seeds."]
     return "\n".join(lines) + "\n"

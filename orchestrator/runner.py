@@ -19,10 +19,14 @@ from mlflow import MlflowClient
 from ray import tune
 from rich.console import Console
 
-from orchestrator.experiment import AblationExperiment
+from ray.tune.schedulers import ASHAScheduler
+
+from orchestrator.experiment import Experiment
+from orchestrator.protocols import TrialPlan
 from orchestrator.progress import SweepProgress
 from orchestrator.workdir import Workdir
 from trainables.tracking import ERROR_TAG, SWEEP_KEY_TAG
+from trainables.fit import LeakageError
 from trainables.trainable import train_trial
 
 log = logging.getLogger(__name__)
@@ -36,7 +40,8 @@ class SweepOutcome:
     n_errored: int
     tune_path: str
     seconds: float
-    errors: list[str]  # "seed=S N=N: last line of the error", one per trial that failed for good
+    errors: list[str]  # "TRIAL NAME: last line of the error", one per trial that failed for good
+    best: tuple[dict, float] | None = None  # a search's best trial config (dict) and its best validation UF1
 
 
 class ResourceError(Exception):
@@ -104,9 +109,28 @@ def init_ray(address: str | None, workdir: Workdir | None) -> bool:
     return True
 
 
-def run_sweep(exp: AblationExperiment, store_fingerprint: str, workdir: Workdir,
-              address: str | None = None, console: Console | None = None,
-              show_progress: bool = True, trainable=train_trial) -> SweepOutcome:
+@dataclass(frozen=True)
+class Search:
+    """A hyperparameter search: ``space`` maps trial config paths (``train.lr``) to Tune
+    domains; ``samples`` configurations (each grid point that many times); ASHA stops
+    trials early on ``metric``, which must be a validation metric."""
+
+    space: dict
+    samples: int
+    metric: str = "val_uf1"
+    grace_period: int = 1
+    reduction_factor: int = 3
+
+    def __post_init__(self):
+        if not (self.metric.startswith("val_") or self.metric.startswith("best_val_")):
+            raise LeakageError(f"search metric {self.metric!r}: a search selects and stops on validation metrics only")
+
+
+def run_sweep(exp: Experiment, plans: list[TrialPlan], store_fingerprint: str, workdir: Workdir,
+              address: str | None = None, console: Console | None = None, show_progress: bool = True,
+              trainable=train_trial, search: Search | None = None) -> SweepOutcome:
+    """Every plan as one Ray Tune experiment (with ``search``: the one plan, ``samples``
+    configurations drawn from the space, ASHA on a validation metric)."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # one checkpoint kept per trial forces an experiment snapshot per checkpoint; that is
     # intended here (small checkpoints, few trials per node), so Tune need not warn about it
@@ -115,18 +139,33 @@ def run_sweep(exp: AblationExperiment, store_fingerprint: str, workdir: Workdir,
         logging.getLogger(name).setLevel(logging.WARNING)
     uri = workdir.tracking_uri
     experiment_id = ensure_mlflow_experiment(uri, exp.name, workdir.artifacts)
-    sweep_key = exp.sweep_key(store_fingerprint)
+    sweep_key = exp.sweep_key(store_fingerprint) + ("/search" if search else "")
+    trial_space = exp.trial.to_dict()
+    tune_config = tune.TuneConfig(reuse_actors=True, trial_dirname_creator=lambda t: f"{t.trial_id}")
+    n_trials = len(plans)
+    if search is not None:
+        for path, domain in search.space.items():
+            section, key = path.split(".", 1)
+            trial_space[section][key] = domain
+        tune_config = tune.TuneConfig(
+            num_samples=search.samples, reuse_actors=True, trial_dirname_creator=lambda t: f"{t.trial_id}",
+            scheduler=ASHAScheduler(time_attr="epoch", metric=search.metric, mode="max",
+                                    max_t=exp.trial.train.epochs, grace_period=search.grace_period,
+                                    reduction_factor=search.reduction_factor))
+        n_trials = search.samples * grid_size(search.space)
     param_space = {
-        "seed": tune.grid_search(list(exp.seeds)),
-        "length": tune.grid_search(list(exp.lengths)),
-        "trial": exp.trial.to_dict(),
+        "plan": tune.grid_search([p.to_dict() for p in plans]),
+        "trial": trial_space,
         "tracking": {"uri": uri, "experiment_id": experiment_id, "sweep_key": sweep_key, "sweep_name": exp.name},
+        "params": {**exp.params(), **({"search": "1"} if search else {})},
+        "experiment_yaml": exp.to_yaml(),
         "threads": exp.resources.threads,
         "checkpoint_every": exp.checkpoint_every,
+        "save_model": exp.save_model and search is None,
     }
     resources = {"cpu": exp.resources.cpus_per_trial, "gpu": exp.resources.gpus_per_trial}
     tune_name = f"{exp.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    progress = SweepProgress(exp.n_trials, exp.trial.train.epochs, console=console, enabled=show_progress)
+    progress = SweepProgress(n_trials, exp.trial.train.epochs, console=console, enabled=show_progress)
     started = init_ray(address, workdir)
     t0 = time.time()
     try:
@@ -134,7 +173,7 @@ def run_sweep(exp: AblationExperiment, store_fingerprint: str, workdir: Workdir,
         tuner = tune.Tuner(
             tune.with_resources(trainable, resources),
             param_space=param_space,
-            tune_config=tune.TuneConfig(reuse_actors=True),
+            tune_config=tune_config,
             run_config=tune.RunConfig(
                 name=tune_name,
                 storage_path=str(workdir.ray_results),
@@ -149,11 +188,25 @@ def run_sweep(exp: AblationExperiment, store_fingerprint: str, workdir: Workdir,
             grid = tuner.fit()
         finally:
             progress.stop()
-        errors = [f"seed={r.config['seed']} N={r.config['length']}: {str(r.error).strip().splitlines()[-1]}"
+        errors = [f"{r.config['plan']['name']}: {str(r.error).strip().splitlines()[-1]}"
                   for r in grid if r.error is not None]
+        best = None
+        if search is not None:
+            ok = [r for r in grid if r.error is None and r.metrics and "best_val_uf1" in r.metrics]
+            if ok:
+                top = max(ok, key=lambda r: r.metrics["best_val_uf1"])
+                best = (top.config["trial"], float(top.metrics["best_val_uf1"]))
     finally:
         end_stale_runs(uri, experiment_id, sweep_key)
         if started:
             ray.shutdown()
-    return SweepOutcome(experiment_id, sweep_key, exp.n_trials, len(errors),
-                        str(workdir.ray_results / tune_name), time.time() - t0, errors)
+    return SweepOutcome(experiment_id, sweep_key, n_trials, len(errors),
+                        str(workdir.ray_results / tune_name), time.time() - t0, errors, best)
+
+
+def grid_size(space: dict) -> int:
+    n = 1
+    for domain in space.values():
+        if isinstance(domain, dict) and "grid_search" in domain:
+            n *= len(domain["grid_search"])
+    return n

@@ -32,3 +32,18 @@ def ray_session():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+# a CAS(ME)^3-like store for LOSO: 10 subjects in one split "all", CAS(ME)^3's emotion names
+# (contempt rendered as "others"), camera-like frames through ingest's pipeline (flow features)
+CASME3_LIKE = SyntheticSpec(
+    seed=3, size=16, subjects={"all": 10}, clips_per_subject=7, duration_s=(0.2, 0.3), camera=128,
+    labels="casme3",
+)
+
+
+@pytest.fixture(scope="session")
+def casme3_store(tmp_path_factory):
+    path = tmp_path_factory.mktemp("stores") / "casme3-like"
+    write_store(CASME3_LIKE, path)
+    return path

@@ -14,16 +14,14 @@ from trainables.model import ModelConfig
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Which store, which split plays which role, and what a trial sees of each clip.
+    """Which store, the classes its labels are scored in, and what a trial sees of each clip.
 
-    Roles as in the paper's ablation (Section 5.1): train on ``train``, choose the epoch on
-    ``test_A`` (validation), report on ``test_B`` (test).
+    Which clips play which role (train / validation / tests) is not part of it: the
+    experiment's protocol decides that per trial (``storage.selection.Roles``).
     """
 
     store: str = ""
-    train_split: str = "train"
-    val_split: str = "test_A"
-    test_split: str = "test_B"
+    label_map: str = "store"  # store labels -> task classes, by name (storage.selection.LABEL_MAPS)
     length: int | None = None  # frames per clip, evenly spaced; None = all frames
     token: str = "flow_roi"  # per-frame token features, by name (trainables.tokens)
     token_grid: int = 16  # pixel_diff: difference image pooled to grid x grid
@@ -37,6 +35,7 @@ class TrainConfig:
     lr_final_ratio: float = 0.02  # cosine decay per epoch down to lr * ratio
     weight_decay: float = 0.0
     grad_clip: float = 1.0  # max global gradient norm (0 = off); keeps long sequences stable
+    class_weight: str = "none"  # "balanced": cross-entropy weighted by inverse class frequency in train
 
 
 @dataclass(frozen=True)
@@ -52,7 +51,7 @@ class TrialConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrialConfig":
-        return _build(cls, d, "")
+        return build_dataclass(cls, d, "")
 
     # -- MLflow params -------------------------------------------------------------------
     def params(self) -> dict[str, str]:
@@ -69,9 +68,11 @@ class TrialConfig:
         return hashlib.sha256(json.dumps(p, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def _build(cls: type, d: dict[str, Any], where: str):
+def build_dataclass(cls: type, d: dict[str, Any], where: str = ""):
+    """``cls`` from a mapping (YAML, Ray's config), naming the field on an unknown key or a
+    value of the wrong type (judged against the field's default)."""
     if not isinstance(d, dict):
-        raise ValueError(f"{where or 'config'}: expected a mapping, got {type(d).__name__}")
+        raise ValueError(f"{where.rstrip('.') or 'config'}: expected a mapping, got {type(d).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = set(d) - set(fields)
     if unknown:
@@ -79,5 +80,31 @@ def _build(cls: type, d: dict[str, Any], where: str):
     kwargs = {}
     for name, value in d.items():
         sub = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}.get(name) if cls is TrialConfig else None
-        kwargs[name] = _build(sub, value, f"{where}{name}.") if sub else value
+        if sub:
+            kwargs[name] = build_dataclass(sub, value, f"{where}{name}.")
+            continue
+        f = fields[name]
+        default = f.default if f.default is not dataclasses.MISSING else None
+        kwargs[name] = check_value(value, default, f"{where}{name}")
     return cls(**kwargs)
+
+
+def check_value(value: Any, default: Any, where: str) -> Any:
+    if hasattr(value, "item") and not isinstance(value, (str, bytes, list, dict)):  # a numpy scalar (Tune samples)
+        value = value.item()
+    if default is None or value is None:
+        return value
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(default, str):
+        ok = isinstance(value, str)
+    else:
+        return value
+    if not ok:
+        raise ValueError(f"{where}: expected {type(default).__name__}, got {value!r}")
+    return value

@@ -13,17 +13,24 @@ import numpy as np
 import torch
 
 from storage.sampling import uniform_indices
-from storage.store import UNLABELLED, FrameStore
+from storage.store import FrameStore
 from trainables.tokens import token_features
+
+
+ROLES = ("train", "validation", "test")
 
 
 @dataclass
 class SplitData:
-    split: str
+    role: str  # "train", "validation" or "test": what the data may be used for (trainables.fit checks it)
     clip_ids: list[str]
     tokens: torch.Tensor  # [N, T_max, D] float32
     mask: torch.Tensor  # [N, T_max] bool, True where a real frame is
-    labels: torch.Tensor  # [N] int64
+    labels: torch.Tensor  # [N] int64; -1 where a clip is unlabelled (test roles only)
+
+    def __post_init__(self):
+        if self.role not in ROLES:
+            raise ValueError(f"role: expected one of {ROLES}, got {self.role!r}")
 
     def __len__(self) -> int:
         return len(self.clip_ids)
@@ -32,25 +39,35 @@ class SplitData:
     def token_dim(self) -> int:
         return int(self.tokens.shape[-1])
 
+    @property
+    def labelled(self) -> bool:
+        return bool((self.labels >= 0).all())
+
     def to(self, device: torch.device | str) -> "SplitData":
         """The split's tensors on the training device, moved once per trial."""
-        return SplitData(self.split, self.clip_ids, self.tokens.to(device), self.mask.to(device),
+        return SplitData(self.role, self.clip_ids, self.tokens.to(device), self.mask.to(device),
                          self.labels.to(device))
 
 
-def load_split(store: FrameStore, split: str, length: int | None, token: str, token_grid: int,
-               max_frames: int) -> SplitData:
-    """Tokens of every clip of ``split`` with ``length`` frames each (None: all)."""
-    rows = store.indices(split)
+def load_split(store: FrameStore, rows: np.ndarray, role: str, classes: np.ndarray, length: int | None,
+               token: str, token_grid: int, max_frames: int, what: str = "") -> SplitData:
+    """Tokens of the clips ``rows`` of ``store`` with ``length`` frames each (None: all).
+
+    ``classes`` is the clip's class per store row (``storage.selection.LabelMap``); train and
+    validation need every clip labelled, a test may be wholly unlabelled (competition test
+    sets: predictions only). ``what`` names the selection in errors.
+    """
+    what = what or role
+    rows = np.asarray(rows, np.int64)
     if len(rows) == 0:
-        raise ValueError(f"split {split!r}: no clips in store {store.path}")
-    labels = store.column("label_index")[rows]
+        raise ValueError(f"{what}: no clips selected in store {store.path}")
+    labels = classes[rows]
     ids = store.column("clip_id")[rows]
-    unlabelled = ids[labels == UNLABELLED]
-    if len(unlabelled):
+    unlabelled = ids[labels < 0]
+    if len(unlabelled) and (role != "test" or len(unlabelled) < len(ids)):
         raise ValueError(
-            f"split {split!r}: {len(unlabelled)} clip(s) have no label (e.g. {unlabelled[0]!r}); "
-            "a split used for training or evaluation needs labels"
+            f"{what}: {len(unlabelled)} of {len(ids)} clip(s) have no label (e.g. {unlabelled[0]!r}); "
+            + ("training and validation need labels" if role != "test" else "a test set is labelled wholly or not at all")
         )
     if token == "flow_roi" and "flow_roi" not in store.feature_shapes:
         raise ValueError(f"data.token: 'flow_roi' needs the store's flow features, and {store.path} has none "
@@ -65,12 +82,12 @@ def load_split(store: FrameStore, split: str, length: int | None, token: str, to
     if t_max > max_frames:
         worst = ids[int(np.argmax([len(f) for f in feats]))]
         raise ValueError(
-            f"split {split!r}: clip {worst!r} has {t_max} frames, more than model.max_frames={max_frames}"
+            f"{what}: clip {worst!r} has {t_max} frames, more than model.max_frames={max_frames}"
         )
     tokens = np.zeros((len(feats), t_max, feats[0].shape[1]), np.float32)
     mask = np.zeros((len(feats), t_max), bool)
     for k, f in enumerate(feats):
         tokens[k, : len(f)] = f
         mask[k, : len(f)] = True
-    return SplitData(split, [str(i) for i in ids], torch.from_numpy(tokens), torch.from_numpy(mask),
+    return SplitData(role, [str(i) for i in ids], torch.from_numpy(tokens), torch.from_numpy(mask),
                      torch.from_numpy(labels.astype(np.int64)))

@@ -1,9 +1,10 @@
 """The epoch loop of one trial: cross-entropy, Adam at the paper's initial learning rate with
 a cosine decay per epoch, model selection on the *validation* split only.
 
-The test split never enters the loop: ``Fitter`` sees train and validation data, keeps the
-parameters of the epoch with the best validation UF1 (earliest on ties), and ``evaluate``
-on the test split is called once, afterwards, with those parameters.
+The test split never enters the loop: ``Fitter`` accepts only data whose role is
+``train`` and ``validation`` (``LeakageError`` otherwise), keeps the parameters of the
+epoch with the best validation UF1 (earliest on ties), and ``evaluate`` on a test set is
+called once, afterwards, with those parameters.
 
 Every random choice derives from the seed and the epoch number (initialisation from the
 seed; the epoch's data order and dropout from ``(seed, epoch)``), so a trial resumed from a
@@ -28,9 +29,13 @@ from trainables.metrics import Scores, confusion, scores_from_confusion
 EVAL_BATCH = 256
 
 
+class LeakageError(Exception):
+    """Test data (or test metrics) offered to code that selects a model or stops early."""
+
+
 @dataclass
 class Evaluation:
-    scores: Scores
+    scores: Scores | None  # None for an unlabelled test set (predictions only)
     predictions: np.ndarray  # [N] predicted class indices
     confusion: np.ndarray  # [K, K]
 
@@ -73,8 +78,24 @@ def evaluate(model: nn.Module, data: SplitData, num_classes: int) -> Evaluation:
         sl = slice(start, start + EVAL_BATCH)
         preds.append(model(data.tokens[sl], data.mask[sl]).argmax(dim=1).cpu())
     pred = torch.cat(preds).numpy()
+    if not data.labelled:
+        return Evaluation(None, pred, np.zeros((num_classes, num_classes), np.int64))
     cm = confusion(data.labels.cpu().numpy(), pred, num_classes)
     return Evaluation(scores_from_confusion(cm), pred, cm)
+
+
+def class_weights(kind: str, labels: torch.Tensor, num_classes: int) -> torch.Tensor | None:
+    """``none``: plain cross-entropy; ``balanced``: class c weighted n / (K * n_c) over the
+    classes present in training (absent classes weigh 0; they have no samples anyway)."""
+    if kind == "none":
+        return None
+    if kind != "balanced":
+        raise ValueError(f"train.class_weight: expected 'none' or 'balanced', got {kind!r}")
+    counts = torch.bincount(labels, minlength=num_classes).to(torch.float32)
+    present = counts > 0
+    w = torch.zeros(num_classes, dtype=torch.float32, device=labels.device)
+    w[present] = counts.sum() / (present.sum() * counts[present])
+    return w
 
 
 def _trim(data: SplitData, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -87,8 +108,13 @@ def _trim(data: SplitData, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
 class Fitter:
     def __init__(self, model: nn.Module, cfg: TrainConfig, seed: int, num_classes: int,
                  train: SplitData, val: SplitData, state: FitState | None = None):
+        for data, role in ((train, "train"), (val, "validation")):
+            if data.role != role:
+                raise LeakageError(f"Fitter: the {role} data given has role {data.role!r}; model selection "
+                                   f"sees training and validation data only")
         self.model, self.cfg, self.seed, self.num_classes = model, cfg, seed, num_classes
         self.train, self.val = train, val
+        self.class_weight = class_weights(cfg.class_weight, train.labels, num_classes)
         self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.state = state or FitState()
         if state is not None and state.model:
@@ -111,7 +137,7 @@ class Fitter:
         for start in range(0, len(order), self.cfg.batch_size):
             idx = torch.from_numpy(order[start: start + self.cfg.batch_size]).to(self.train.tokens.device)
             tokens, mask = _trim(self.train, idx)
-            loss = F.cross_entropy(self.model(tokens, mask), self.train.labels[idx])
+            loss = F.cross_entropy(self.model(tokens, mask), self.train.labels[idx], weight=self.class_weight)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self.cfg.grad_clip > 0:

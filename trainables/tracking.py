@@ -14,13 +14,11 @@ leaves runs RUNNING when the driver dies; this does the logging inside the trial
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus
 
@@ -81,20 +79,24 @@ class TrialRun:
         self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), ts, epoch) for k, v in metrics.items()])
         self.logged_epochs = epoch
 
-    def finish(self, metrics: dict[str, float], confusion: np.ndarray, class_names: list[str],
-               predictions: list[tuple[str, int, int]]) -> None:
-        """Final metrics (no step), the test confusion matrix and per-clip predictions as
-        artifacts, status FINISHED."""
-        ts = int(time.time() * 1000)
-        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), ts, 0) for k, v in metrics.items()])
+    def log_files(self, files: dict[str, str | bytes]) -> None:
+        """Artifacts by relative path -> content (written again if already there: idempotent)."""
+        if not files:
+            return
         with tempfile.TemporaryDirectory() as tmp:
-            d = Path(tmp)
-            (d / "confusion_test.json").write_text(json.dumps(
-                {"classes": class_names, "matrix": np.asarray(confusion).tolist(),
-                 "rows": "true class", "columns": "predicted class"}, indent=1))
-            lines = ["clip_id,true,predicted"] + [f"{c},{class_names[t]},{class_names[p]}" for c, t, p in predictions]
-            (d / "predictions_test.csv").write_text("\n".join(lines) + "\n")
-            self.client.log_artifacts(self.run_id, str(d))
+            for rel, content in files.items():
+                p = Path(tmp) / rel
+                p.parent.mkdir(parents=True, exist_ok=True)
+                p.write_bytes(content.encode() if isinstance(content, str) else content)
+            self.client.log_artifacts(self.run_id, tmp)
+
+    def finish(self, metrics: dict[str, float], files: dict[str, str | bytes]) -> None:
+        """Final metrics (no step) and artifacts (e.g. the test confusion matrix, per-clip
+        predictions), then status FINISHED — the artifacts first, so a FINISHED run has them."""
+        ts = int(time.time() * 1000)
+        if metrics:
+            self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), ts, 0) for k, v in metrics.items()])
+        self.log_files(files)
         self.client.set_terminated(self.run_id, "FINISHED")
         self.status = "FINISHED"
 

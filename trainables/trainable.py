@@ -1,36 +1,48 @@
 """The Ray Tune trainable: a plain function of ``config``.
 
-``config`` = ``{"seed": int, "length": "4" | ... | "all", "trial": TrialConfig dict,
-"tracking": {uri, experiment_id, sweep_key, sweep_name}, "threads": int,
-"checkpoint_every": int}``.
+``config`` = ``{"plan": {name, seed, length, fold, roles}, "trial": TrialConfig dict,
+"tracking": {uri, experiment_id, sweep_key, sweep_name}, "params": experiment-level MLflow
+params, "experiment_yaml": the whole experiment, "threads": int, "checkpoint_every": int,
+"save_model": bool}``. The protocol (orchestrator) decides per trial which clips are
+trained on, which select the epoch and which are reported on (``plan.roles``); the trial
+only resolves them to rows of the store.
 
-It opens the store (once per process; Ray reuses actors across trials), builds the three
-splits' tensors, trains with selection on validation, reports once per epoch (a checkpoint
-directory every ``checkpoint_every`` epochs and at the end), and keeps its own MLflow run
-(``tracking.TrialRun``). A retried trial resumes from its last checkpoint and continues the
-same run.
+It opens the store (once per process; Ray reuses actors across trials), builds the train
+and validation tensors, trains with selection on validation, reports *validation* metrics
+to Tune once per epoch (a checkpoint directory every ``checkpoint_every`` epochs and at the
+end), and keeps its own MLflow run (``tracking.TrialRun``). Test sets are loaded once,
+after the last epoch; their metrics go to MLflow only — Tune (its schedulers and
+searchers) never receives them (``tune_report`` refuses them). A retried trial resumes from
+its last checkpoint and continues the same run.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import io
+import json
 import os
 import tempfile
 import traceback
 from pathlib import Path
 
+import numpy as np
 import torch
 from ray import tune
 
 from storage.sampling import length_name, parse_length
+from storage.selection import LabelMap, Roles, label_map
 from storage.store import FrameStore
 from trainables.config import TrialConfig
 from trainables.data import SplitData, load_split
-from trainables.fit import FitState, Fitter, evaluate
+from trainables.fit import FitState, Fitter, LeakageError, evaluate
 from trainables.model import create_model
 from trainables.tracking import TrackingConfig, TrialRun
 
 STATE_FILE = "state.pt"
+MODEL_ARTIFACT = "model/selected.pt"  # the best-validation parameters, for `orch predict`
+SAMPLES_ARTIFACT = "samples.json"  # the clip ids of every role
 _STORES: dict[str, FrameStore] = {}
 
 
@@ -43,91 +55,159 @@ def open_store(path: str) -> FrameStore:
 
 
 def trial_config(config: dict) -> TrialConfig:
+    plan = config["plan"]
     base = TrialConfig.from_dict(config["trial"])
-    data = dataclasses.replace(base.data, length=parse_length(config["length"]))
-    return dataclasses.replace(base, seed=int(config["seed"]), data=data)
+    data = dataclasses.replace(base.data, length=parse_length(plan["length"]))
+    return dataclasses.replace(base, seed=int(plan["seed"]), data=data)
 
 
-def trial_key(sweep_key: str, seed: int, length: int | None) -> str:
-    return f"{sweep_key}/seed={seed}/N={length_name(length)}"
+def trial_key(sweep_key: str, name: str, trial: TrialConfig) -> str:
+    """A trial's identity: its sweep, its name in the protocol (seed, length, fold) and a
+    digest of its whole config (searches sample several configs under one name); the store
+    is in the sweep key by fingerprint, so its path is left out."""
+    return f"{sweep_key}/{name}/{trial.digest(exclude=('data.store',))}"
+
+
+def tune_report(metrics: dict, checkpoint: tune.Checkpoint | None = None) -> None:
+    """The only way results reach Tune (its schedulers, searchers and result grid): test
+    metrics are refused, so nothing that selects or stops can see them."""
+    leaked = sorted(k for k in metrics if k.startswith("test"))
+    if leaked:
+        raise LeakageError(f"test metrics {leaked} must not reach Ray Tune (which selects and stops trials)")
+    tune.report(metrics, checkpoint=checkpoint)
+
+
+def validation_only(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if not k.startswith("test")}
 
 
 def train_trial(config: dict) -> None:
     trial = trial_config(config)
+    plan = config["plan"]
+    roles = Roles.from_dict(plan["roles"])
     torch.set_num_threads(int(config.get("threads", 1)))
     store = open_store(trial.data.store)
+    labels = label_map(trial.data.label_map, store)
+    classes = labels.class_indices(store)
     t = config["tracking"]
     length = length_name(trial.data.length)
     tracking = TrackingConfig(
         uri=t["uri"], experiment_id=t["experiment_id"], sweep_key=t["sweep_key"],
-        trial_key=trial_key(t["sweep_key"], trial.seed, trial.data.length),
-        run_name=f"seed{trial.seed}-N{length}",
+        trial_key=trial_key(t["sweep_key"], plan["name"], trial), run_name=plan["name"],
     )
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # Ray sets CUDA_VISIBLE_DEVICES
-    params = {**trial.params(), "length": length, "data.store_fingerprint": store.fingerprint,
+    params = {**config.get("params", {}), **trial.params(), "length": length, "fold": plan.get("fold", ""),
+              "data.store_fingerprint": store.fingerprint, "data.classes": ",".join(labels.classes),
               "runtime.device": device.type, "runtime.threads": str(torch.get_num_threads()),
-              "split.train": trial.data.train_split, "split.validation": trial.data.val_split,
-              "split.test": trial.data.test_split}
-    run = TrialRun.open(tracking, params, tags={"orch.sweep": t.get("sweep_name", ""),
-                                                "orch.seed": str(trial.seed), "orch.length": length})
+              **_role_params(roles)}
+    tags = {"orch.sweep": t.get("sweep_name", ""), "orch.seed": str(trial.seed), "orch.length": length}
+    if plan.get("fold"):
+        tags["orch.fold"] = plan["fold"]
+    run = TrialRun.open(tracking, params, tags=tags)
     if run.finished:  # same identity, same config: its metrics are what training would give
-        tune.report({**run.final_metrics(), "epoch": trial.train.epochs, "reused": 1})
+        tune_report({**validation_only(run.final_metrics()), "epoch": trial.train.epochs, "reused": 1})
         return
     try:
-        _train(trial, store, run, config, device)
+        run.log_files({"experiment.yaml": config.get("experiment_yaml", ""),
+                       SAMPLES_ARTIFACT: json.dumps(roles.sample_ids(store, classes), indent=1)})
+        _train(trial, roles, labels, classes, store, run, config, device)
     except Exception:
         run.fail(traceback.format_exc())
         raise
-    except BaseException:  # stopped from outside (Ray stop, Ctrl-C): not a failure of the trial
+    except BaseException:  # stopped from outside (Ray stop, an early-stopping scheduler, Ctrl-C)
         run.client.set_terminated(run.run_id, "KILLED")
         raise
 
 
-def _train(trial: TrialConfig, store: FrameStore, run: TrialRun, config: dict, device: torch.device) -> None:
+def _role_params(roles: Roles) -> dict[str, str]:
+    """What each role is, as MLflow params: its store splits and subjects (listed while they
+    fit an MLflow param; the clip ids themselves are the run's samples.json)."""
+    out = {}
+    named = {"train": roles.train, "validation": roles.validation, **{f"test.{k}": v for k, v in roles.tests.items()}}
+    for role, sel in named.items():
+        out[f"split.{role}"] = ",".join(sel.splits) or "*"
+        if sel.subjects is not None:
+            listed = ",".join(sel.subjects)
+            out[f"subjects.{role}"] = listed if len(listed) <= 4000 else (
+                f"{len(sel.subjects)} subjects, sha256 {hashlib.sha256(listed.encode()).hexdigest()[:12]}")
+    return out
+
+
+def _train(trial: TrialConfig, roles: Roles, labels: LabelMap, classes: np.ndarray, store: FrameStore,
+           run: TrialRun, config: dict, device: torch.device) -> None:
     d = trial.data
-    split = lambda name: load_split(store, name, d.length, d.token, d.token_grid, trial.model.max_frames)  # noqa: E731
-    train, val = split(d.train_split).to(device), split(d.val_split).to(device)
-    num_classes = len(store.labels)
+
+    def data(sel, role: str, what: str) -> SplitData:
+        return load_split(store, sel.rows(store, classes), role, classes, d.length, d.token, d.token_grid,
+                          trial.model.max_frames, what=what).to(device)
+
+    train = data(roles.train, "train", f"train ({roles.train.describe()})")
+    val = data(roles.validation, "validation", f"validation ({roles.validation.describe()})")
+    num_classes = len(labels.classes)
     torch.manual_seed(trial.seed)
     model = create_model(trial.model, train.token_dim, num_classes).to(device)
     state = _restore()
     fitter = Fitter(model, trial.train, trial.seed, num_classes, train, val, state)
     every = max(1, int(config.get("checkpoint_every", 5)))
     last = trial.train.epochs
+    closing = lambda: _test(fitter, roles, labels, data, trial, bool(config.get("save_model")))  # noqa: E731
     for log in fitter.epochs():
-        metrics = {"lr": log.lr, "train_loss": log.train_loss, **_named(log.val, "val_")}
+        metrics = {"lr": log.lr, "train_loss": log.train_loss, **_named(log.val, "val_"),
+                   "best_val_uf1": fitter.state.best_val_uf1}
         run.log_epoch(log.epoch, metrics)
-        report = {**metrics, "epoch": log.epoch, "best_epoch": fitter.state.best_epoch,
-                  "best_val_uf1": fitter.state.best_val_uf1}
+        report = {**metrics, "epoch": log.epoch, "best_epoch": fitter.state.best_epoch}
         if log.epoch < last:
             if log.epoch % every == 0:
                 _report_with_checkpoint(report, fitter.state)
             else:
-                tune.report(report)
+                tune_report(report)
             continue
         # last epoch: the checkpoint first, then the run is closed — a crash in between
         # resumes from this checkpoint and only closes the run (below)
-        final, closing = _test(fitter, split(d.test_split).to(device), store)
-        _report_with_checkpoint({**report, **final}, fitter.state)
-        run.finish(final, *closing)
+        final, files = closing()
+        _report_with_checkpoint(report, fitter.state)
+        run.finish(final, files)
     if not run.finished:  # resumed from the checkpoint of the last epoch
-        final, closing = _test(fitter, split(d.test_split).to(device), store)
-        tune.report({"epoch": last, **final})
-        run.finish(final, *closing)
+        final, files = closing()
+        tune_report({"epoch": last, "best_epoch": fitter.state.best_epoch, "best_val_uf1": fitter.state.best_val_uf1})
+        run.finish(final, files)
 
 
 def _named(scores, prefix: str) -> dict[str, float]:
     return {f"{prefix}{k}": v for k, v in scores.as_dict().items() if k != "n"}
 
 
-def _test(fitter: Fitter, test: SplitData, store: FrameStore):
-    """The selected (best-validation) parameters on the test split — the only time the test
-    split is looked at. Returns the final metrics and what ``TrialRun.finish`` stores."""
-    ev = evaluate(fitter.selected_model(), test, len(store.labels))
-    final = {**_named(ev.scores, "test_"), "best_epoch": fitter.state.best_epoch,
-             "best_val_uf1": fitter.state.best_val_uf1}
-    preds = [(c, int(t), int(p)) for c, t, p in zip(test.clip_ids, test.labels.cpu().tolist(), ev.predictions)]
-    return final, (ev.confusion, store.labels, preds)
+def metric_prefix(name: str) -> str:
+    """Metric prefix of a test set: ``test`` -> ``test_``, ``test_B`` -> ``test_B_``,
+    ``heldout`` -> ``test_heldout_`` (every test metric starts with ``test``)."""
+    return f"{name}_" if name.startswith("test") else f"test_{name}_"
+
+
+def _test(fitter: Fitter, roles: Roles, labels: LabelMap, data, trial: TrialConfig, save_model: bool):
+    """The selected (best-validation) parameters on each test set — the only time test data
+    is loaded. Returns the final metrics and the run's closing artifacts."""
+    final = {"best_epoch": fitter.state.best_epoch, "best_val_uf1": fitter.state.best_val_uf1}
+    files: dict[str, str | bytes] = {}
+    selected = fitter.selected_model()
+    names = labels.classes
+    for name, sel in roles.tests.items():
+        test = data(sel, "test", f"test {name!r} ({sel.describe()})")
+        ev = evaluate(selected, test, len(names))
+        truth = test.labels.cpu().tolist()
+        rows = [f"{c},{names[t] if t >= 0 else ''},{names[p]}" for c, t, p in zip(test.clip_ids, truth, ev.predictions)]
+        files[f"predictions_{name}.csv"] = "\n".join(["clip_id,true,predicted", *rows]) + "\n"
+        if ev.scores is not None:
+            final.update(_named(ev.scores, metric_prefix(name)))
+            files[f"confusion_{name}.json"] = json.dumps(
+                {"classes": list(names), "matrix": ev.confusion.tolist(),
+                 "rows": "true class", "columns": "predicted class"}, indent=1)
+    if save_model:
+        buf = io.BytesIO()
+        torch.save({"state_dict": fitter.state.best_model, "trial": trial.to_dict(),
+                    "token_dim": fitter.train.token_dim, "classes": list(names),
+                    "best_epoch": fitter.state.best_epoch}, buf)
+        files[MODEL_ARTIFACT] = buf.getvalue()
+    return final, files
 
 
 def _restore() -> FitState | None:
@@ -141,4 +221,4 @@ def _restore() -> FitState | None:
 def _report_with_checkpoint(report: dict, state: FitState) -> None:
     with tempfile.TemporaryDirectory() as d:
         torch.save({f.name: getattr(state, f.name) for f in dataclasses.fields(state)}, Path(d) / STATE_FILE)
-        tune.report(report, checkpoint=tune.Checkpoint.from_directory(d))
+        tune_report(report, checkpoint=tune.Checkpoint.from_directory(d))

@@ -14,7 +14,8 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
-from orchestrator.experiment import AblationExperiment
+from orchestrator.experiment import Experiment
+from orchestrator.protocols import plan
 from orchestrator.runner import run_sweep
 from orchestrator.workdir import Workdir
 from storage.store import FrameStore
@@ -52,7 +53,8 @@ def test_orch_ablation_runs_logs_and_tabulates(tiny_store, ray_session, tmp_path
         p, m = r.data.params, r.data.metrics
         assert p["data.store_fingerprint"] == fingerprint
         assert p["train.epochs"] == "3" and p["model.depth"] == "5" and p["model.heads"] == "8"
-        assert (p["split.train"], p["split.validation"], p["split.test"]) == ("train", "test_A", "test_B")
+        assert (p["split.train"], p["split.validation"], p["split.test.test"]) == ("train", "test_A", "test_B")
+        assert p["protocol"] == "ablation" and "subjects.train" not in p
         assert 1 <= m["best_epoch"] <= 3
         for k in ("test_uf1", "test_uar", "test_acc", "best_val_uf1"):
             assert 0.0 <= m[k] <= 1.0
@@ -124,12 +126,13 @@ def test_failed_trial_is_retried_into_the_same_run_with_the_same_result(tiny_sto
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     wd = Workdir.resolve(tmp_path / "work")
-    base = AblationExperiment(
+    base = Experiment(
         name="flaky", seeds=(1,), lengths=("4",), checkpoint_every=2, max_failures=1,
         trial=TrialConfig(train=TrainConfig(epochs=4)),
     ).with_store(str(tiny_store))
-    fp = FrameStore(tiny_store).fingerprint
-    out = run_sweep(base, fp, wd, show_progress=False, trainable=_flaky(str(tmp_path / "failed-once")))
+    fs = FrameStore(tiny_store)
+    fp = fs.fingerprint
+    out = run_sweep(base, plan(base, fs), fp, wd, show_progress=False, trainable=_flaky(str(tmp_path / "failed-once")))
     assert (tmp_path / "failed-once").exists() and out.n_errored == 0
     client, runs = _runs(wd.root, "flaky")
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
@@ -137,7 +140,7 @@ def test_failed_trial_is_retried_into_the_same_run_with_the_same_result(tiny_sto
     assert sorted(steps) == [1, 2, 3, 4]  # epoch 3 was trained twice, logged once
 
     clean = dataclasses.replace(base, name="clean")
-    run_sweep(clean, fp, wd, show_progress=False)
+    run_sweep(clean, plan(clean, fs), fp, wd, show_progress=False)
     _, clean_runs = _runs(wd.root, "clean")
     for k in ("test_uf1", "test_uar", "test_acc", "best_epoch", "best_val_uf1"):
         assert runs[0].data.metrics[k] == clean_runs[0].data.metrics[k], k

@@ -5,17 +5,27 @@ import numpy as np
 import pytest
 import torch
 
+from storage.selection import Selection, label_map
 from storage.store import FrameStore
 from trainables.config import DataConfig, TrainConfig, TrialConfig
 from trainables.data import load_split
-from trainables.fit import FitState, Fitter, evaluate, learning_rate
+from trainables.fit import FitState, Fitter, LeakageError, evaluate, learning_rate
 from trainables.model import ModelConfig, create_model
 
 SMALL = ModelConfig(depth=2, heads=2, dim_head=16)
 
 
+ROLE = {"train": "train", "test_A": "validation", "test_B": "test"}
+
+
+def _split(store, split, length, role=None):
+    classes = label_map("store", store).class_indices(store)
+    rows = Selection((split,)).rows(store, classes)
+    return load_split(store, rows, role or ROLE[split], classes, length, "pixel_diff", 8, 256)
+
+
 def _data(store, length):
-    return [load_split(store, s, length, "pixel_diff", 8, 256) for s in ("train", "test_A", "test_B")]
+    return [_split(store, s, length) for s in ("train", "test_A", "test_B")]
 
 
 def _fit(store, seed, epochs=4, length=4, stop_after=None, state=None):
@@ -73,12 +83,21 @@ def test_selected_epoch_is_the_best_validation_epoch(tiny_store):
     assert evaluate(fitter.selected_model(), val, 7).scores.uf1 == pytest.approx(max(vals))
 
 
-def test_fitter_never_sees_the_test_split():
-    """Selection is structural: the Fitter is given train and validation data only."""
+def test_fitter_never_sees_the_test_split(tiny_store):
+    """Selection is structural: the Fitter takes train and validation data only, and refuses
+    data whose role is test in either place."""
     import inspect
 
     params = inspect.signature(Fitter.__init__).parameters
     assert "test" not in params and {"train", "val"} <= set(params)
+    store = FrameStore(tiny_store)
+    train, val, test = _data(store, 4)
+    model = create_model(SMALL, train.token_dim, 7)
+    with pytest.raises(LeakageError, match="validation data given has role 'test'"):
+        Fitter(model, TrainConfig(epochs=1), 0, 7, train, test)
+    with pytest.raises(LeakageError, match="train data given has role 'test'"):
+        Fitter(model, TrainConfig(epochs=1), 0, 7, test, val)
+    Fitter(model, TrainConfig(epochs=1), 0, 7, train, val)  # the right roles are accepted
 
 
 def test_learning_rate_decreases_from_the_papers_initial_value():
@@ -91,12 +110,12 @@ def test_learning_rate_decreases_from_the_papers_initial_value():
 
 def test_all_frames_pads_and_masks_clips_of_different_lengths(tiny_store):
     store = FrameStore(tiny_store)
-    train = load_split(store, "train", None, "pixel_diff", 8, 256)
+    train = _split(store, "train", None)
     counts = [store.frame_count(i) for i in store.indices("train")]
     assert train.tokens.shape[1] == max(counts) and len(set(counts)) > 1
     assert train.mask.sum(dim=1).tolist() == counts
     assert float(train.tokens[~train.mask].abs().sum()) == 0.0
-    four = load_split(store, "train", 4, "pixel_diff", 8, 256)
+    four = _split(store, "train", 4)
     assert four.tokens.shape == (len(counts), 4, 64) and bool(four.mask.all())
     assert float(four.tokens[:, 0].abs().sum()) == 0.0  # difference of the onset to itself
 
@@ -109,3 +128,34 @@ def test_config_round_trip_and_field_errors():
         TrialConfig.from_dict({"train": {"epoch": 3}})
     assert cfg.digest(exclude=("seed",)) == dataclasses.replace(cfg, seed=9).digest(exclude=("seed",))
     assert cfg.digest() != dataclasses.replace(cfg, seed=9).digest()
+
+
+def test_an_unlabelled_test_set_gives_predictions_only_and_training_needs_labels(tmp_path):
+    from storage.store import Clip, StoreWriter
+
+    with StoreWriter(tmp_path / "s", labels=["a", "b"], frame_shape=(8, 8)) as w:
+        for k in range(4):
+            w.add(Clip(f"t{k}", "t", f"s{k}", "train", "ab"[k % 2], 100.0, np.full((5, 8, 8), k, np.uint8)))
+            w.add(Clip(f"u{k}", "t", f"x{k}", "test_B", None, 100.0, np.full((5, 8, 8), k, np.uint8)))
+        w.add(Clip("v0", "t", "y", "mixed", "a", 100.0, np.zeros((5, 8, 8), np.uint8)))
+        w.add(Clip("v1", "t", "y", "mixed", None, 100.0, np.zeros((5, 8, 8), np.uint8)))
+    store = FrameStore(tmp_path / "s")
+    test = _split(store, "test_B", 4, role="test")
+    assert not test.labelled
+    model = create_model(SMALL, test.token_dim, 2)
+    ev = evaluate(model, test, 2)
+    assert ev.scores is None and len(ev.predictions) == 4
+    with pytest.raises(ValueError, match=r"4 of 4 clip\(s\) have no label .*'u0'.*training and validation need labels"):
+        _split(store, "test_B", 4, role="validation")
+    with pytest.raises(ValueError, match="labelled wholly or not at all"):
+        _split(store, "mixed", 4, role="test")
+
+
+def test_balanced_class_weights():
+    from trainables.fit import class_weights
+
+    w = class_weights("balanced", torch.tensor([0, 0, 0, 1]), 3)
+    assert w.tolist() == pytest.approx([4 / (2 * 3), 4 / (2 * 1), 0.0])
+    assert class_weights("none", torch.tensor([0, 1]), 2) is None
+    with pytest.raises(ValueError, match="train.class_weight"):
+        class_weights("inverse", torch.tensor([0]), 1)

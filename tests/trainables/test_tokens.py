@@ -9,9 +9,14 @@ from storage.store import Clip, FrameStore, StoreWriter
 from trainables.data import load_split
 
 
+def _train(store, length, token):
+    rows = store.indices("train")
+    return load_split(store, rows, "train", store.column("label_index").astype(np.int64), length, token, 16, 256)
+
+
 def test_flow_token_is_the_stored_features_at_the_sampled_frames(tiny_store):
     store = FrameStore(tiny_store)
-    four = load_split(store, "train", 4, "flow_roi", 16, 256)
+    four = _train(store, 4, "flow_roi")
     rows = store.indices("train")
     assert four.tokens.shape == (len(rows), 4, 36) and bool(four.mask.all())
     for k, i in enumerate(rows[:5]):
@@ -25,4 +30,4 @@ def test_flow_token_needs_flow_features(tmp_path):
     with StoreWriter(tmp_path / "s", labels=["a"], frame_shape=(8, 8)) as w:
         w.add(Clip("c", "t", "s", "train", "a", 100.0, np.zeros((5, 8, 8), np.uint8)))
     with pytest.raises(ValueError, match="'flow_roi' needs the store's flow features"):
-        load_split(FrameStore(tmp_path / "s"), "train", None, "flow_roi", 16, 256)
+        _train(FrameStore(tmp_path / "s"), None, "flow_roi")

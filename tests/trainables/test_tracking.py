@@ -31,11 +31,11 @@ def test_same_key_continues_the_same_run_without_duplicating_epochs(tracking):
     steps = [m.step for m in client.get_metric_history(run.run_id, "val_uf1")]
     assert sorted(steps) == [1, 2, 3]
 
-    again.finish({"test_uf1": 0.5}, [[1, 0], [0, 1]], ["a", "b"], [("c1", 0, 0), ("c2", 1, 1)])
+    again.finish({"test_uf1": 0.5}, {"confusion_test.json": "{}", "sub/predictions_test.csv": b"clip_id\n"})
     r = client.get_run(run.run_id)
     assert r.info.status == "FINISHED" and r.data.metrics["test_uf1"] == 0.5
-    arts = {a.path for a in client.list_artifacts(run.run_id)}
-    assert arts == {"confusion_test.json", "predictions_test.csv"}
+    arts = {a.path for a in client.list_artifacts(run.run_id)} | {a.path for a in client.list_artifacts(run.run_id, "sub")}
+    assert arts == {"confusion_test.json", "sub", "sub/predictions_test.csv"}
 
     done = TrialRun.open(tracking("k1"), {"seed": "1"})
     assert done.finished and done.run_id == run.run_id

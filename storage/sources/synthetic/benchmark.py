@@ -25,6 +25,7 @@ from storage.sources.synthetic.expressions import CLASS_WEIGHTS, DFME_CLASSES, E
 from storage.sources.synthetic.face import face_affine, photo_gray, point_px
 from storage.ingest import IngestOptions, prepare
 from storage.preprocess.temporal import resample_indices
+from storage.sources.casme3 import EMOTIONS_7
 from storage.sources.frames import ClipError
 from storage.store import Clip, FrameStore, StoreError, StoreWriter
 
@@ -32,6 +33,11 @@ DATASET = "synthetic"
 # bump when rendering or the per-clip pipeline (crop, landmarks, flow) changes what a spec builds
 BUILD_VERSION = 2
 SPLITS = ("train", "test_A", "test_B")
+# CAS(ME)^3 emotions -> the synthetic expression rendered for them, and back
+CASME3_TO_SYNTHETIC = {"happy": "happiness", "anger": "anger", "fear": "fear", "disgust": "disgust",
+                       "surprise": "surprise", "sad": "sadness", "others": "contempt"}
+SYNTHETIC_TO_CASME3 = {v: k for k, v in CASME3_TO_SYNTHETIC.items()}
+LABEL_SETS = {"dfme": DFME_CLASSES, "casme3": EMOTIONS_7}
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,19 @@ class SyntheticSpec:
     # camera mode: the flow's face-crop side. 128, not ingest's 256: the rendered face is
     # ~100 pixels wide, so upsampling it to 256 adds no detail, and the flow costs 4x less
     flow_size: int = 128
+    # the label names stored: "dfme" (DFME's seven classes) or "casme3" (the same
+    # expressions under CAS(ME)^3's seven emotion names, contempt rendered as "others") —
+    # a CAS(ME)^3-like store, e.g. ``subjects={"all": 12}`` for LOSO
+    labels: str = "dfme"
+
+    def __post_init__(self):
+        if self.labels not in LABEL_SETS:
+            raise ValueError(f"labels: expected one of {sorted(LABEL_SETS)}, got {self.labels!r}")
+
+    @property
+    def vocabulary(self) -> tuple[str, ...]:
+        """The store's label vocabulary."""
+        return LABEL_SETS[self.labels]
 
     @property
     def frame_size(self) -> int:
@@ -189,10 +208,11 @@ class PlannedClip:
 def plan(spec: SyntheticSpec) -> list[PlannedClip]:
     """The benchmark's clips in their fixed order: splits, then subjects, then clips."""
     out, subject_no = [], 0
-    for split in SPLITS:
-        n_subjects = spec.subjects.get(split, 0)
+    extra = [s for s in spec.subjects if s not in SPLITS]  # e.g. "all" (a LOSO store)
+    for split in [*(s for s in SPLITS if s in spec.subjects), *extra]:
+        n_subjects = spec.subjects[split]
         labels = _class_counts(n_subjects * spec.clips_per_subject,
-                               np.random.default_rng([spec.seed, SPLITS.index(split), 0]))
+                               np.random.default_rng([spec.seed, (SPLITS + tuple(extra)).index(split), 0]))
         for s in range(n_subjects):
             subject_no += 1
             out += [PlannedClip(split, subject_no, k, labels[s * spec.clips_per_subject + k])
@@ -218,8 +238,9 @@ def render(spec: SyntheticSpec, item: PlannedClip, keep: Callable[[int], np.ndar
     fps = float(rng.choice(spec.fps_choices))
     frames, apex, n = render_clip(_subject(spec, item.subject_no), item.label, spec, rng, fps,
                                   keep=None if keep is None else lambda t: keep(t, fps))
+    label = item.label if spec.labels == "dfme" else SYNTHETIC_TO_CASME3[item.label]
     return Clip(clip_id=item.clip_id, dataset=DATASET, subject=item.subject, split=item.split,
-                label=item.label, source_fps=fps, frames=frames, onset=0, apex=apex, offset=n - 1,
+                label=label, source_fps=fps, frames=frames, onset=0, apex=apex, offset=n - 1,
                 source_frames=None if keep is None else n)
 
 
@@ -264,7 +285,7 @@ def write_store(spec: SyntheticSpec, path: str | Path, overwrite: bool = False,
     items = plan(spec)
     by_subject = [[i for i in items if i.subject_no == s] for s in sorted({i.subject_no for i in items})]
     workers = max(1, workers or (os.cpu_count() or 1)) if spec.camera else 1
-    with StoreWriter(path, labels=DFME_CLASSES, frame_shape=(spec.size, spec.size), metadata=meta,
+    with StoreWriter(path, labels=spec.vocabulary, frame_shape=(spec.size, spec.size), metadata=meta,
                      overwrite=overwrite, features=features) as writer:
         pool = None
         if workers > 1:

@@ -19,14 +19,11 @@ import numpy as np
 
 from storage.sources.casme3 import AnnotationRow
 from storage.sources.dfme import EMOTIONS as DFME_EMOTIONS
-from storage.sources.synthetic.benchmark import SyntheticSpec, _Subject, generate, render_clip
+from storage.sources.synthetic.benchmark import CASME3_TO_SYNTHETIC, SyntheticSpec, _Subject, generate, render_clip
 
 # camera-like frames: 128 x 128, the face box spanning three quarters of the width
 CAMERA_SPEC = SyntheticSpec(size=128, face_view=0.75)
 
-# CAS(ME)^3 emotions -> the synthetic expression rendered for them
-CASME3_TO_SYNTHETIC = {"happy": "happiness", "anger": "anger", "fear": "fear", "disgust": "disgust",
-                       "surprise": "surprise", "sad": "sadness", "others": "contempt"}
 
 
 def _write_jpegs(folder: Path, frames: np.ndarray, first_number: int) -> None:

@@ -1,0 +1,256 @@
+"""An experiment from start to report: its store (the built-in benchmark when it names
+none), its trials (``protocols.plan``), the Tune run (``runner.run_sweep``), and the
+protocol's tables — or, for a dry run, the trial list and the resource plan and nothing
+else. What every ``orch`` command that trains goes through."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+from rich.columns import Columns
+from rich.console import Console
+from rich.markdown import Markdown
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from orchestrator import loso_report, report, split_report
+from orchestrator.experiment import Experiment
+from orchestrator.protocols import ProtocolError, TrialPlan, plan, search_plan
+from orchestrator.runner import ResourceError, Search, SweepOutcome, grid_size, run_sweep
+from orchestrator.workdir import Workdir
+from storage.selection import label_map
+from storage.sources.synthetic import SyntheticSpec, cached_store_path, ensure_store
+from storage.store import FrameStore, StoreError
+from trainables.config import TrialConfig
+
+
+class CommandError(Exception):
+    """Something the user asked for cannot be done; the message names what and why."""
+
+
+def builtin_store(wd: Workdir, console: Console) -> Path:
+    spec = SyntheticSpec()
+    cached = cached_store_path(spec, wd.stores)
+    if cached.exists():
+        try:
+            FrameStore(cached)
+        except StoreError as e:
+            raise CommandError(f"{e}; remove it to have it built again") from None
+        console.print(f"benchmark store: {cached} (cached)")
+        return cached
+    with Progress(TextColumn("building the built-in synthetic benchmark"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("clips"), TimeRemainingColumn(), console=console) as bar:
+        task = bar.add_task("", total=spec.n_clips)
+        path, built = ensure_store(spec, wd.stores, progress=lambda i, n: bar.update(task, completed=i))
+    console.print(f"benchmark store: {path} ({'built' if built else 'cached'})")
+    return path
+
+
+def open_store(exp: Experiment, wd: Workdir, console: Console, dry_run: bool) -> tuple[Experiment, FrameStore | None]:
+    """The experiment's store, opened and checked against its token and label map; the
+    experiment comes back with the store's absolute path. ``None`` for a dry run whose
+    built-in benchmark is not built yet (a dry run builds nothing)."""
+    if not exp.store:
+        if dry_run and not cached_store_path(SyntheticSpec(), wd.stores).exists():
+            return exp, None
+        path = builtin_store(wd, console)
+    else:
+        path = Path(exp.store)
+    try:
+        fs = FrameStore(path)
+    except StoreError as e:
+        raise CommandError(str(e)) from None
+    return exp.with_store(str(Path(path).resolve())), fs
+
+
+def plans_of(exp: Experiment, fs: FrameStore) -> list[TrialPlan]:
+    """The experiment's trials on ``fs``; the store is checked for what they need (the
+    protocol's splits and subjects, labels the label map knows, the token's features)."""
+    try:
+        plans = plan(exp, fs)
+    except (ProtocolError, ValueError) as e:
+        raise CommandError(str(e)) from None
+    if exp.trial.data.token == "flow_roi" and "flow_roi" not in fs.feature_shapes:
+        raise CommandError(f"{fs.path}: no flow features for token flow_roi (ingest computes them unless "
+                           f"--features none; or use --token pixel_diff)")
+    return plans
+
+
+def print_plan(console: Console, exp: Experiment, fs: FrameStore | None, plans: list[TrialPlan] | None,
+               address: str | None, n_trials: int | None = None, what: str = "") -> None:
+    """What a command would run: its trials and the resources they need."""
+    d, r = exp.trial.data, exp.resources
+    where = (f"{fs.path} ({fs.fingerprint[:12]}, {len(fs)} clips)" if fs is not None
+             else "the built-in benchmark (not built yet: the first real run builds it, ~35 s)")
+    console.print(f"dry run of experiment {exp.name!r} (protocol {exp.protocol.kind}): nothing is trained or logged")
+    console.print(f"store: {where}")
+    console.print(f"splits: {exp.protocol.roles_text()}; labels: {d.label_map}; token {d.token}; "
+                  f"{exp.trial.train.epochs} epochs")
+    if plans is None:  # only the ablation can be listed without its store
+        names = [f"seed{s}-N{n}" for n in exp.lengths for s in exp.seeds]
+    else:
+        names = [p.name for p in plans]
+    n_trials = n_trials if n_trials is not None else len(names)
+    console.print(Columns(names, equal=True))
+    if exp.protocol.kind == "loso" and plans:
+        folds = len({p.fold for p in plans})
+        console.print(f"{n_trials} trials = {folds} folds x {len(exp.seeds)} seeds x {len(exp.lengths)} lengths")
+    else:
+        console.print(what or f"{n_trials} trials = {len(exp.seeds)} seeds x {len(exp.lengths)} lengths "
+                              f"({', '.join(exp.lengths)})")
+    need = f"{r.cpus_per_trial:g} CPU" + (f" + {r.gpus_per_trial:g} GPU" if r.gpus_per_trial else "")
+    if address:
+        console.print(f"each trial needs {need} (torch threads: {r.threads}); on the cluster at {address}, "
+                      f"as many run at once as its free resources allow")
+    else:
+        cpus = os.cpu_count() or 1
+        at_once = int(cpus // r.cpus_per_trial)
+        rounds = (f"{at_once} trials at a time, {math.ceil(n_trials / at_once)} rounds" if at_once
+                  else "more than it has: a real run stops with an error")
+        console.print(f"each trial needs {need} (torch threads: {r.threads}); this machine has {cpus} CPUs: {rounds}")
+
+
+def sweep(exp: Experiment, plans: list[TrialPlan], fs: FrameStore, wd: Workdir, console: Console,
+          address: str | None, show_progress: bool, search: Search | None = None) -> SweepOutcome:
+    try:
+        return run_sweep(exp, plans, fs.fingerprint, wd, address=address, console=console,
+                         show_progress=show_progress, search=search)
+    except ResourceError as e:
+        raise CommandError(str(e)) from None
+
+
+def execute(exp: Experiment, wd: Workdir, console: Console, address: str | None = None,
+            show_progress: bool = True, dry_run: bool = False) -> int:
+    """Run ``exp`` (or print its plan); returns the exit status (1 if a trial failed)."""
+    exp, fs = open_store(exp, wd, console, dry_run)
+    plans = plans_of(exp, fs) if fs is not None else None
+    if dry_run:
+        if plans is None and exp.protocol.kind != "ablation":
+            console.print("the built-in benchmark is not built yet: its subjects decide the trials; "
+                          "a real run builds it (~35 s)")
+            return 0
+        print_plan(console, exp, fs, plans, address)
+        return 0
+    console.print(f"experiment {exp.name!r} ({exp.protocol.kind}): {len(plans)} trials, "
+                  f"{exp.trial.train.epochs} epochs each; store {fs.fingerprint[:12]} ({len(fs)} clips)")
+    console.print(f"splits: {exp.protocol.roles_text()}")
+    t0 = time.time()
+    outcome = sweep(exp, plans, fs, wd, console, address, show_progress)
+    results = report.finished_runs(wd.tracking_uri, outcome.experiment_id, outcome.sweep_key,
+                                   names=[p.name for p in plans])
+    write_reports(exp, plans, results, fs, wd, console)
+    console.print(f"{len(results)} finished runs of {len(plans)} trials; {outcome.n_errored} failed "
+                  f"after retries; {time.time() - t0:.0f} s")
+    for line in outcome.errors:
+        console.print(f"[red]failed trial[/] {line} (full traceback: the run's orch.error tag in MLflow)")
+    console.print(f"browse the runs: [bold]{mlflow_ui_command(wd)}[/] (then open http://127.0.0.1:5000)")
+    console.print(f"workdir: [bold]{wd.root}[/]")
+    return 1 if outcome.n_errored else 0
+
+
+def write_reports(exp: Experiment, plans: list[TrialPlan], results: list[report.TrialResult], fs: FrameStore,
+                  wd: Workdir, console: Console) -> list[Path]:
+    out = wd.reports(exp.name)
+    (out / "experiment.yaml").write_text(exp.to_yaml())
+    written = [out / "experiment.yaml"]
+    epochs = exp.trial.train.epochs
+    kind = exp.protocol.kind
+    if kind == "ablation":
+        rows = report.ablation_table(results)
+        title = f"{exp.name}: frame-length ablation ({len(exp.seeds)} seeds, {epochs} epochs)"
+        (out / "table4.md").write_text(report.to_markdown(rows, title))
+        report.write_csv(rows, out / "table4.csv")
+        written += [out / "table4.md", out / "table4.csv"]
+        if rows:
+            report.plot(rows, out / "table4.png", title)
+            written.append(out / "table4.png")
+        _print_ablation(console, rows, title)
+    elif kind == "split":
+        rows = split_report.table(results, exp.protocol.test_splits)
+        title = f"{exp.name}: DFME split protocol ({len(exp.seeds)} seeds, {epochs} epochs)"
+        text = split_report.to_markdown(rows, title, exp.protocol.validation_fraction)
+        (out / "split.md").write_text(text)
+        split_report.write_csv(rows, out / "split.csv")
+        written += [out / "split.md", out / "split.csv"]
+        console.print(Markdown(text))
+    else:
+        classes = list(label_map(exp.trial.data.label_map, fs).classes)
+        n_folds = len({p.fold for p in plans})
+        rows = loso_report.summarize(results, loso_report.confusions(wd.tracking_uri, results), classes, n_folds)
+        title = (f"{exp.name}: LOSO, {n_folds} subjects, {len(classes)} classes ({exp.trial.data.label_map}), "
+                 f"{len(exp.seeds)} seeds, {epochs} epochs")
+        text = loso_report.to_markdown(rows, classes, title)
+        (out / "loso.md").write_text(text)
+        written += [out / "loso.md", *loso_report.write_csvs(rows, results, out)]
+        console.print(Markdown(text))
+    console.print(f"tables: {', '.join(map(str, written))}")
+    return written
+
+
+def mlflow_ui_command(wd: Workdir) -> str:
+    """The command that serves the MLflow UI on these runs (the mlflow of this environment,
+    so it works without activating the virtual environment)."""
+    exe = Path(sys.executable).parent / "mlflow"
+    mlflow = str(exe) if exe.exists() else "mlflow"
+    return f"{mlflow} ui --backend-store-uri '{wd.tracking_uri}' --host 127.0.0.1 --port 5000"
+
+
+def _print_ablation(console: Console, rows: list[report.AblationRow], title: str) -> None:
+    t = Table(title=title)
+    for col in ("N frames", "UF1 (%)", "UAR (%)", "seeds"):
+        t.add_column(col, justify="right")
+    for r in rows:
+        t.add_row(r.length, report.pm(r.uf1_mean, r.uf1_std), report.pm(r.uar_mean, r.uar_std), str(r.n_seeds))
+    console.print(t)
+
+
+def search_then_run(exp: Experiment, space: dict, samples: int, wd: Workdir, console: Console,
+                    address: str | None, show_progress: bool, dry_run: bool, grace_period: int) -> int:
+    """Hyperparameter search on the protocol's train / validation split only (no test set
+    is loaded: the searcher cannot see one), then the best configuration re-run over the
+    experiment's seeds as the protocol, and reported like it."""
+    exp, fs = open_store(exp, wd, console, dry_run)
+    if fs is None:
+        console.print("the built-in benchmark is not built yet: a real run builds it (~35 s)")
+        return 0
+    rerun = plans_of(exp, fs)
+    try:
+        search = Search(space, samples, grace_period=grace_period)
+        splan = search_plan(exp, fs)
+    except (ProtocolError, ValueError) as e:
+        raise CommandError(str(e)) from None
+    n_search = samples * grid_size(space)
+    if dry_run:
+        print_plan(console, exp, fs, [splan], address, n_trials=n_search,
+                   what=f"{n_search} search trials ({samples} samples x {grid_size(space)} grid points; "
+                        f"train {splan.roles.train.describe()}, validation {splan.roles.validation.describe()}, "
+                        f"no test set), then {len(rerun)} trials of the best configuration "
+                        f"({exp.protocol.kind}, {len(exp.seeds)} seeds)")
+        return 0
+    console.print(f"search: {n_search} configurations on train {splan.roles.train.describe()} / validation "
+                  f"{splan.roles.validation.describe()}, ASHA on {search.metric}; no test set is loaded")
+    outcome = sweep(exp, [splan], fs, wd, console, address, show_progress, search=search)
+    if outcome.best is None:
+        for line in outcome.errors:
+            console.print(f"[red]failed trial[/] {line}")
+        raise CommandError("search: no configuration finished an epoch")
+    best_trial, best_val = outcome.best
+    found = TrialConfig.from_dict(best_trial)
+    best = dataclasses.replace(exp, name=f"{exp.name}-best", trial=dataclasses.replace(
+        found, seed=0, data=dataclasses.replace(found.data, length=None, store=exp.store)))
+    chosen = {path: _get(best.trial, path) for path in space}
+    console.print(f"best configuration (validation UF1 {best_val * 100:.2f} %): "
+                  + ", ".join(f"{k}={v}" for k, v in chosen.items()))
+    (wd.reports(exp.name) / "best.yaml").write_text(best.to_yaml())
+    console.print(f"best experiment: {wd.reports(exp.name) / 'best.yaml'} (re-run it with orch run)")
+    return execute(best, wd, console, address, show_progress)
+
+
+def _get(trial, path: str):
+    section, key = path.split(".", 1)
+    return getattr(getattr(trial, section), key)

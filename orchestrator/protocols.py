@@ -1,0 +1,155 @@
+"""Protocols turn an experiment and its store into trials: per trial a name, a seed, a
+frame length, a fold and the roles of the store's clips (``storage.selection.Roles``).
+
+Everything is decided here, in the driver, from the store's subject and split columns, and
+deterministically from the seed — so a trial's data is fixed by its name, and what it used
+is logged with it (``samples.json``) for anyone to check:
+
+- **ablation**: train / validation / test are whole store splits.
+- **split**: the training split's subjects are shuffled by the seed; the first
+  ``validation_fraction`` of them (at least one) are the validation subjects, the rest train.
+- **loso**: one fold per subject. The seed orders all subjects once; fold *s* takes the
+  first ``validation_fraction`` of the *other* subjects in that order as validation, the
+  rest as train, and *s* alone as test. The held-out subject is never a validation subject.
+
+Searches (``search_plan``) get train and validation only: no test set at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from orchestrator.experiment import Experiment
+from storage.selection import Roles, Selection, label_map, subjects_of
+from storage.store import FrameStore
+
+
+@dataclass(frozen=True)
+class TrialPlan:
+    name: str
+    seed: int
+    length: str
+    fold: str  # the held-out subject (loso); "" otherwise
+    roles: Roles
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "seed": self.seed, "length": self.length, "fold": self.fold,
+                "roles": self.roles.to_dict()}
+
+
+class ProtocolError(ValueError):
+    """The store cannot serve the protocol (a split missing, too few subjects, ...)."""
+
+
+def _classes(exp: Experiment, store: FrameStore) -> np.ndarray:
+    return label_map(exp.trial.data.label_map, store).class_indices(store)
+
+
+def _labelled_subjects(store: FrameStore, sel: Selection, classes: np.ndarray, what: str) -> list[str]:
+    rows = sel.rows(store, classes)
+    if not len(rows):
+        raise ProtocolError(f"{store.path}: no clips for {what} ({sel.describe()}; the store's splits: "
+                            f"{', '.join(sorted(set(store.column('split'))))})")
+    unlabelled = rows[classes[rows] < 0]
+    if len(unlabelled):
+        raise ProtocolError(f"{store.path}: {what} ({sel.describe()}) has {len(unlabelled)} unlabelled clip(s), "
+                            f"e.g. {store.column('clip_id')[unlabelled[0]]!r}")
+    return subjects_of(store, rows)
+
+
+def _n_validation(n_subjects: int, fraction: float) -> int:
+    return max(1, int(round(n_subjects * fraction)))
+
+
+def _seed_order(subjects: list[str], seed: int) -> list[str]:
+    return [subjects[i] for i in np.random.default_rng([seed, 0x5EED]).permutation(len(subjects))]
+
+
+def plan(exp: Experiment, store: FrameStore) -> list[TrialPlan]:
+    """Every trial of ``exp`` on ``store``, in a fixed order."""
+    p = exp.protocol
+    classes = _classes(exp, store)
+    if p.kind == "ablation":
+        train, val = Selection((p.train_split,)), Selection((p.validation_split,))
+        _labelled_subjects(store, train, classes, "the train split")
+        _labelled_subjects(store, val, classes, "the validation split")
+        tests = {"test": Selection((p.test_splits[0],))}
+        _rows_or_fail(store, tests["test"], classes, "the test split")
+        roles = Roles(train, val, tests)
+        return [TrialPlan(f"seed{s}-N{n}", s, n, "", roles) for n in exp.lengths for s in exp.seeds]
+    if p.kind == "split":
+        tests = {t: Selection((t,)) for t in p.test_splits}
+        for t, sel in tests.items():
+            _rows_or_fail(store, sel, classes, f"test split {t!r}")
+        return [TrialPlan(f"seed{s}-N{n}", s, n, "", _split_roles(exp, store, classes, s, tests))
+                for n in exp.lengths for s in exp.seeds]
+    return _loso(exp, store, classes)
+
+
+def _rows_or_fail(store, sel, classes, what) -> None:
+    if not len(sel.rows(store, classes)):
+        raise ProtocolError(f"{store.path}: no clips for {what} ({sel.describe()}; the store's splits: "
+                            f"{', '.join(sorted(set(store.column('split'))))})")
+
+
+def _split_roles(exp: Experiment, store: FrameStore, classes: np.ndarray, seed: int,
+                 tests: dict[str, Selection]) -> Roles:
+    p = exp.protocol
+    subjects = _labelled_subjects(store, Selection((p.train_split,)), classes, "the train split")
+    if len(subjects) < 2:
+        raise ProtocolError(f"{store.path}: the train split has {len(subjects)} subject(s); dividing it into "
+                            f"subject-disjoint train and validation needs at least 2")
+    order = _seed_order(subjects, seed)
+    k = _n_validation(len(subjects), p.validation_fraction)
+    val, train = sorted(order[:k]), sorted(order[k:])
+    return Roles(Selection((p.train_split,), tuple(train)), Selection((p.train_split,), tuple(val)), tests)
+
+
+def loso_subjects(exp: Experiment, store: FrameStore) -> list[str]:
+    """The subjects LOSO makes folds of: those with at least one clip the task uses."""
+    return _labelled_subjects(store, Selection(exp.protocol.use_splits), _classes(exp, store), "LOSO")
+
+
+def _loso(exp: Experiment, store: FrameStore, classes: np.ndarray) -> list[TrialPlan]:
+    p = exp.protocol
+    subjects = _labelled_subjects(store, Selection(p.use_splits), classes, "LOSO")
+    if len(subjects) < 3:
+        raise ProtocolError(f"{store.path}: LOSO needs at least 3 subjects (test, validation, train), "
+                            f"found {len(subjects)}")
+    k = _n_validation(len(subjects) - 1, p.validation_fraction)
+    out = []
+    for s in exp.seeds:
+        order = _seed_order(subjects, s)
+        for held_out in subjects:
+            others = [x for x in order if x != held_out]
+            val, train = sorted(others[:k]), sorted(others[k:])
+            roles = Roles(Selection(p.use_splits, tuple(train)), Selection(p.use_splits, tuple(val)),
+                          {"test": Selection(p.use_splits, (held_out,))})
+            out += [TrialPlan(f"fold-{held_out}-seed{s}-N{n}", s, n, held_out, roles) for n in exp.lengths]
+    return out
+
+
+def search_plan(exp: Experiment, store: FrameStore) -> TrialPlan:
+    """The one data split every configuration of a search trains and is validated on: the
+    protocol's train / validation roles for the experiment's first seed, and no test set.
+
+    ``split``: the train split divided as the split protocol does. ``loso``: all subjects
+    divided into train and validation the same way (the LOSO test subjects cannot be held
+    out of a search over one shared split; nothing of theirs is ever *tested* by it)."""
+    p = exp.protocol
+    classes = _classes(exp, store)
+    seed = exp.seeds[0]
+    if p.kind == "split":
+        roles = _split_roles(exp, store, classes, seed, {})
+    elif p.kind == "loso":
+        subjects = _labelled_subjects(store, Selection(p.use_splits), classes, "LOSO")
+        if len(subjects) < 2:
+            raise ProtocolError(f"{store.path}: a search needs at least 2 subjects, found {len(subjects)}")
+        order = _seed_order(subjects, seed)
+        k = _n_validation(len(subjects), p.validation_fraction)
+        roles = Roles(Selection(p.use_splits, tuple(sorted(order[k:]))), Selection(p.use_splits, tuple(sorted(order[:k]))))
+    else:
+        raise ProtocolError("search: protocol must be 'split' or 'loso'")
+    return TrialPlan(f"search-seed{seed}-N{exp.lengths[0]}", seed, exp.lengths[0], "", roles)

@@ -1,0 +1,99 @@
+"""LOSO end to end on a CAS(ME)^3-like store of 10 subjects: real Ray Tune trials, an
+MLflow run per fold and seed, pooled and per-fold results. Leakage is checked from the
+store's subject column and each run's logged sample ids, not from orch's bookkeeping."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+from sklearn.metrics import balanced_accuracy_score, f1_score
+from typer.testing import CliRunner
+
+from orchestrator.cli import app
+from storage.sources import casme3
+from storage.store import FrameStore
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def _local_tracking(monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
+def _artifact(client, run_id, path, tmp):
+    return open(client.download_artifacts(run_id, path, str(tmp))).read()
+
+
+def test_orch_loso_three_class_end_to_end(casme3_store, ray_session, tmp_path):
+    wd = tmp_path / "work"
+    r = CliRunner().invoke(app, ["loso", "--store", str(casme3_store), "--classes", "3", "--seeds", "1",
+                                 "--epochs", "2", "--workdir", str(wd), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.output.split())
+    assert "pooled" in said and "per-fold" in said and "Pooled confusion matrix" in said
+    report = (wd / "reports" / "loso" / "loso.md").read_text()
+    assert "pooled UF1 (%)" in report and "per-fold UF1 (%)" in report
+
+    store = FrameStore(casme3_store)
+    subject_of = dict(zip(store.column("clip_id"), store.column("subject")))
+    label_of = dict(zip(store.column("clip_id"), store.column("label")))
+    subjects = set(store.column("subject"))
+    assert len(subjects) == 10
+
+    client = MlflowClient(f"sqlite:///{wd / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("loso")
+    runs = client.search_runs([exp.experiment_id], max_results=100)
+    assert len(runs) == 10 and {x.info.status for x in runs} == {"FINISHED"}
+    assert {x.data.params["fold"] for x in runs} == subjects  # one run per fold (x 1 seed)
+    truth, pred, used = [], [], set()
+    for run in runs:
+        p = run.data.params
+        assert p["protocol"] == "loso" and p["data.label_map"] == "casme3-3"
+        assert p["data.classes"] == "negative,positive,surprise"
+        samples = json.loads(_artifact(client, run.info.run_id, "samples.json", tmp_path / run.info.run_id))
+        role_subjects = {role: {subject_of[c] for c in samples[role]} for role in ("train", "validation")}
+        test_ids = samples["tests"]["test"]
+        assert {subject_of[c] for c in test_ids} == {p["fold"]}
+        assert p["fold"] not in role_subjects["validation"] | role_subjects["train"]
+        assert not role_subjects["train"] & role_subjects["validation"]
+        assert 1 <= len(role_subjects["validation"]) <= 3  # about a fifth of the 9 training subjects
+        every = samples["train"] + samples["validation"] + test_ids
+        assert len(every) == len(set(every))
+        assert all(label_of[c] != "others" for c in every)  # left out of the 3-class task
+        used |= set(test_ids)
+        rows = list(csv.DictReader(_artifact(client, run.info.run_id, "predictions_test.csv",
+                                             tmp_path / run.info.run_id).splitlines()))
+        assert [x["clip_id"] for x in rows] == test_ids
+        classes = list(casme3.CLASSES_3)
+        truth += [classes.index(x["true"]) for x in rows]
+        pred += [classes.index(x["predicted"]) for x in rows]
+        assert run.data.metrics["test_uf1"] == pytest.approx(
+            f1_score([classes.index(x["true"]) for x in rows], [classes.index(x["predicted"]) for x in rows],
+                     average="macro"))
+        assert not any(k.startswith("test") for k in _tune_results(wd, run.info.run_name))
+    # every clip of the 3-class task was a test clip exactly once
+    assert used == {c for c in subject_of if label_of[c] != "others"}
+
+    with open(wd / "reports" / "loso" / "loso_pooled.csv") as f:
+        (row,) = list(csv.DictReader(f))
+    assert float(row["pooled_uf1"]) == pytest.approx(f1_score(truth, pred, average="macro"))
+    assert float(row["pooled_uar"]) == pytest.approx(balanced_accuracy_score(truth, pred))
+    fold_uf1 = [x.data.metrics["test_uf1"] for x in runs]
+    assert float(row["fold_uf1_mean"]) == pytest.approx(np.mean(fold_uf1))
+    assert float(row["fold_uf1_std"]) == pytest.approx(np.std(fold_uf1, ddof=1))
+    assert f"{float(row['pooled_uf1']) * 100:.2f}" in said
+
+
+def _tune_results(wd, trial_name):
+    """Every metric key Ray Tune received from the trial named ``trial_name``."""
+    keys = set()
+    for path in (wd / "ray_results").glob("*/*/result.json"):
+        for line in path.read_text().splitlines():
+            result = json.loads(line)
+            if result.get("config", {}).get("plan", {}).get("name") == trial_name:
+                keys |= set(result)
+    assert keys, f"no Tune results found for {trial_name}"
+    return keys

@@ -1,0 +1,120 @@
+"""The DFME split protocol, `orch predict` and `orch search` end to end (real Ray Tune,
+MLflow, the Arrow store), and the leakage guard: test metrics never reach Tune, a search
+never loads a test clip."""
+
+import csv
+import json
+
+import pytest
+from mlflow import MlflowClient
+from typer.testing import CliRunner
+
+from orchestrator.cli import app
+from orchestrator.runner import Search
+from storage.store import FrameStore
+from trainables.fit import LeakageError
+from trainables.trainable import tune_report
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def _local_tracking(monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
+def _runs(wd, name):
+    client = MlflowClient(f"sqlite:///{wd / 'mlflow.db'}")
+    exp = client.get_experiment_by_name(name)
+    return client, client.search_runs([exp.experiment_id], max_results=100)
+
+
+def _tune_keys(wd):
+    """Every key of every result Ray Tune received in this workdir."""
+    keys = set()
+    for path in (wd / "ray_results").glob("*/*/result.json"):
+        for line in path.read_text().splitlines():
+            keys |= set(json.loads(line))
+    assert keys
+    return keys
+
+
+def test_split_protocol_then_predict_the_submission(tiny_store, ray_session, tmp_path):
+    wd = tmp_path / "work"
+    r = CliRunner().invoke(app, ["split", "--store", str(tiny_store), "--seeds", "1", "--epochs", "2",
+                                 "--workdir", str(wd), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    store = FrameStore(tiny_store)
+    split_of = dict(zip(store.column("clip_id"), store.column("split")))
+    subject_of = dict(zip(store.column("clip_id"), store.column("subject")))
+    client, runs = _runs(wd, "split")
+    (run,) = runs
+    m, p = run.data.metrics, run.data.params
+    assert run.info.status == "FINISHED" and p["protocol"] == "split"
+    for t in ("test_A", "test_B"):
+        assert 0 <= m[f"{t}_uf1"] <= 1 and 0 <= m[f"{t}_uar"] <= 1 and 0 <= m[f"{t}_acc"] <= 1
+    samples = json.loads(open(client.download_artifacts(run.info.run_id, "samples.json", str(tmp_path))).read())
+    train_subjects = {subject_of[c] for c in samples["train"]}
+    val_subjects = {subject_of[c] for c in samples["validation"]}
+    assert {split_of[c] for c in samples["train"] + samples["validation"]} == {"train"}
+    assert not train_subjects & val_subjects and len(val_subjects) == 1  # a fifth of 3 subjects, at least one
+    assert p["subjects.validation"] == ",".join(sorted(val_subjects))
+    assert not any(k.startswith("test") for k in _tune_keys(wd))
+    table = (wd / "reports" / "split" / "split.md").read_text()
+    assert f"{m['test_B_uf1'] * 100:.2f} ± n/a" in table and "| all | test_A |" in table
+
+    out = tmp_path / "prediction.txt"
+    r = CliRunner().invoke(app, ["predict", "--run", run.info.run_id, "--split", "test_B", "--out", str(out),
+                                 "--workdir", str(wd)])
+    assert r.exit_code == 0, r.output
+    lines = out.read_text().splitlines()
+    test_b = [str(c) for c in store.column("clip_id")[store.indices("test_B")]]
+    assert len(lines) == len(test_b)
+    csv_rows = list(csv.DictReader(open(client.download_artifacts(run.info.run_id, "predictions_test_B.csv",
+                                                                  str(tmp_path / "p")))))
+    assert [x["clip_id"] for x in csv_rows] == test_b  # store order
+    assert [int(x) for x in lines] == [store.labels.index(x["predicted"]) for x in csv_rows]
+
+    r = CliRunner().invoke(app, ["predict", "--run", "nope", "--workdir", str(wd)])
+    assert r.exit_code == 2 and "--run nope: not found" in r.output
+
+
+def test_search_sees_validation_only_then_reruns_the_best(tiny_store, ray_session, tmp_path):
+    wd = tmp_path / "work"
+    space = tmp_path / "space.yaml"
+    space.write_text("train.lr: {loguniform: [0.001, 0.01]}\nmodel.depth: {grid: [1, 2]}\nmodel.heads: 2\n")
+    r = CliRunner().invoke(app, ["search", "--store", str(tiny_store), "--protocol", "split", "--space", str(space),
+                                 "--samples", "1", "--epochs", "2", "--grace-period", "1", "--seeds", "1",
+                                 "--workdir", str(wd), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    store = FrameStore(tiny_store)
+    split_of = dict(zip(store.column("clip_id"), store.column("split")))
+
+    client, searched = _runs(wd, "search")
+    assert len(searched) == 2 and {x.data.params["model.depth"] for x in searched} == {"1", "2"}
+    for run in searched:
+        assert run.info.status in ("FINISHED", "KILLED")  # KILLED: stopped early by ASHA
+        assert run.data.params["model.heads"] == "2" and run.data.params["search"] == "1"
+        assert not any(k.startswith("test") for k in run.data.metrics)
+        samples = json.loads(open(client.download_artifacts(run.info.run_id, "samples.json",
+                                                            str(tmp_path / run.info.run_id))).read())
+        assert samples["tests"] == {}  # no test set was loaded
+        assert {split_of[c] for c in samples["train"] + samples["validation"]} == {"train"}
+    assert not any(k.startswith("test") for k in _tune_keys(wd))  # nothing of a test split reached Tune
+
+    _, rerun = _runs(wd, "search-best")
+    (final,) = rerun
+    assert final.info.status == "FINISHED" and "test_B_uf1" in final.data.metrics
+    # the configuration re-run is one with the highest validation UF1 of the search (ties possible)
+    (chosen,) = [x for x in searched if x.data.params["model.depth"] == final.data.params["model.depth"]]
+    assert chosen.data.metrics["best_val_uf1"] == max(x.data.metrics["best_val_uf1"] for x in searched)
+    assert float(final.data.params["train.lr"]) == pytest.approx(float(chosen.data.params["train.lr"]))
+    assert (wd / "reports" / "search" / "best.yaml").exists()
+
+
+def test_the_guard_refuses_test_metrics_for_tune_and_test_metrics_for_search():
+    with pytest.raises(LeakageError, match=r"test metrics \['test_uf1'\]"):
+        tune_report({"val_uf1": 0.5, "test_uf1": 0.9})
+    with pytest.raises(LeakageError, match="validation metrics only"):
+        Search({}, 1, metric="test_B_uf1")
+    Search({}, 1, metric="val_uf1")
