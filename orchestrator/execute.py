@@ -178,6 +178,10 @@ def write_reports(exp: Experiment, plans: list[TrialPlan], results: list[report.
         split_report.write_csv(rows, out / "split.csv")
         written += [out / "split.md", out / "split.csv"]
         console.print(Markdown(text))
+        if exp.save_model and results:
+            first = results[0]
+            console.print(f"a CCAC2024 submission from run {first.name}: orch predict --run {first.run_id} "
+                          f"--split {exp.protocol.test_splits[-1]} --out prediction.txt")
     else:
         classes = list(label_map(exp.trial.data.label_map, fs).classes)
         n_folds = len({p.fold for p in plans})

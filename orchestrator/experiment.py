@@ -85,7 +85,7 @@ class Protocol:
                     f"test={self.test_splits[0]!r}")
         frac = f"{self.validation_fraction:.0%}"
         if self.kind == "split":
-            return (f"train={self.train_split!r} minus a {frac} of its subjects drawn per seed as validation "
+            return (f"train={self.train_split!r} minus {frac} of its subjects drawn per seed as validation "
                     f"(selects the epoch; subject-disjoint), tests={', '.join(map(repr, self.test_splits))}")
         use = ", ".join(map(repr, self.use_splits)) or "every split"
         return (f"one fold per subject of {use}: test = the held-out subject, validation = {frac} of the other "
