@@ -19,6 +19,7 @@ Protocols (``orchestrator.protocols`` turns an experiment into trials):
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +28,7 @@ from typing import Any
 import yaml
 
 from storage.sampling import length_name, parse_length
-from trainables.config import DataConfig, TrainConfig, TrialConfig, build_dataclass
-from trainables.model import ModelConfig
+from trainables.config import TrialConfig, build_dataclass
 from trainables.tokens import TOKENS
 
 PROTOCOLS = ("ablation", "split", "loso")
@@ -191,10 +191,9 @@ class Experiment:
         if "lengths" in kw:
             kw["lengths"] = tuple(str(x) for x in (kw["lengths"] if isinstance(kw["lengths"], list) else [kw["lengths"]]))
         trial = kw.get("trial") or {}
-        for where in ("seed",):
-            if where in trial:
-                raise ValueError("trial.seed: seeds are the experiment's `seeds`, not part of trial")
-        if "length" in (trial.get("data") or {}) or "store" in (trial.get("data") or {}):
+        if isinstance(trial, dict) and "seed" in trial:
+            raise ValueError("trial.seed: seeds are the experiment's `seeds`, not part of trial")
+        if isinstance(trial, dict) and isinstance(trial.get("data"), dict) and {"length", "store"} & set(trial["data"]):
             raise ValueError("trial.data: `length` and `store` are the experiment's `lengths` and `store`")
         kw["trial"] = build_dataclass(TrialConfig, trial, "trial.")
         exp = cls(**kw)
@@ -202,24 +201,23 @@ class Experiment:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "Experiment":
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except OSError as e:
-            raise ValueError(f"{path}: cannot read ({e.strerror})") from None
-        except yaml.YAMLError as e:
-            raise ValueError(f"{path}: not valid YAML ({e})") from None
+        data = read_yaml(path)
         try:
             return cls.from_dict(data)
         except (ValueError, TypeError) as e:
             raise ValueError(f"{path}: {e}") from None
 
 
+def read_yaml(path: str | Path) -> Any:
+    """A YAML file's content; an unreadable or invalid file is named with the reason."""
+    path = Path(path)
+    try:
+        return yaml.safe_load(path.read_text())
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read ({e.strerror})") from None
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: not valid YAML ({e})") from None
+
+
 def _short(text: str) -> str:
-    import hashlib
-
     return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-__all__ = ["DEFAULT_LENGTHS", "DataConfig", "Experiment", "ModelConfig", "PROTOCOLS", "Protocol", "Resources",
-           "TrainConfig"]

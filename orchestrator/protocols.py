@@ -47,11 +47,15 @@ def _classes(exp: Experiment, store: FrameStore) -> np.ndarray:
     return label_map(exp.trial.data.label_map, store).class_indices(store)
 
 
-def _labelled_subjects(store: FrameStore, sel: Selection, classes: np.ndarray, what: str) -> list[str]:
-    rows = sel.rows(store, classes)
-    if not len(rows):
+def _rows_or_fail(store: FrameStore, sel: Selection, classes: np.ndarray, what: str) -> None:
+    if not len(sel.rows(store, classes)):
         raise ProtocolError(f"{store.path}: no clips for {what} ({sel.describe()}; the store's splits: "
                             f"{', '.join(sorted(set(store.column('split'))))})")
+
+
+def _labelled_subjects(store: FrameStore, sel: Selection, classes: np.ndarray, what: str) -> list[str]:
+    _rows_or_fail(store, sel, classes, what)
+    rows = sel.rows(store, classes)
     unlabelled = rows[classes[rows] < 0]
     if len(unlabelled):
         raise ProtocolError(f"{store.path}: {what} ({sel.describe()}) has {len(unlabelled)} unlabelled clip(s), "
@@ -88,12 +92,6 @@ def plan(exp: Experiment, store: FrameStore) -> list[TrialPlan]:
     return _loso(exp, store, classes)
 
 
-def _rows_or_fail(store, sel, classes, what) -> None:
-    if not len(sel.rows(store, classes)):
-        raise ProtocolError(f"{store.path}: no clips for {what} ({sel.describe()}; the store's splits: "
-                            f"{', '.join(sorted(set(store.column('split'))))})")
-
-
 def _split_roles(exp: Experiment, store: FrameStore, classes: np.ndarray, seed: int,
                  tests: dict[str, Selection]) -> Roles:
     p = exp.protocol
@@ -105,11 +103,6 @@ def _split_roles(exp: Experiment, store: FrameStore, classes: np.ndarray, seed: 
     k = _n_validation(len(subjects), p.validation_fraction)
     val, train = sorted(order[:k]), sorted(order[k:])
     return Roles(Selection((p.train_split,), tuple(train)), Selection((p.train_split,), tuple(val)), tests)
-
-
-def loso_subjects(exp: Experiment, store: FrameStore) -> list[str]:
-    """The subjects LOSO makes folds of: those with at least one clip the task uses."""
-    return _labelled_subjects(store, Selection(exp.protocol.use_splits), _classes(exp, store), "LOSO")
 
 
 def _loso(exp: Experiment, store: FrameStore, classes: np.ndarray) -> list[TrialPlan]:

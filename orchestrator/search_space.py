@@ -20,9 +20,9 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-import yaml
 from ray import tune
 
+from orchestrator.experiment import read_yaml
 from trainables.config import DataConfig, TrainConfig, check_value
 from trainables.model import ModelConfig
 
@@ -74,11 +74,4 @@ def _domain(spec: Any, default: Any, at: str) -> Any:
 
 
 def load_space(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as e:
-        raise ValueError(f"{path}: cannot read ({e.strerror})") from None
-    except yaml.YAMLError as e:
-        raise ValueError(f"{path}: not valid YAML ({e})") from None
-    return parse_space(data, str(path))
+    return parse_space(read_yaml(path), str(path))

@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-from collections import Counter
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,11 +124,4 @@ def subjects_of(store: FrameStore, rows: np.ndarray) -> list[str]:
 
 
 def _natural(s: str) -> tuple:
-    import re
-
     return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", s))
-
-
-def class_counts(classes: np.ndarray, rows: np.ndarray, names: tuple[str, ...]) -> Counter:
-    c = Counter(int(k) for k in classes[rows] if k >= 0)
-    return Counter({names[k]: n for k, n in c.items()})

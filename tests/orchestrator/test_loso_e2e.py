@@ -7,11 +7,13 @@ import json
 
 import numpy as np
 import pytest
+import yaml
 from mlflow import MlflowClient
 from sklearn.metrics import balanced_accuracy_score, f1_score
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
+from orchestrator.experiment import Experiment
 from storage.sources import casme3
 from storage.store import FrameStore
 
@@ -53,6 +55,10 @@ def test_orch_loso_three_class_end_to_end(casme3_store, ray_session, tmp_path):
         p = run.data.params
         assert p["protocol"] == "loso" and p["data.label_map"] == "casme3-3"
         assert p["data.classes"] == "negative,positive,surprise"
+        logged = Experiment.from_dict(yaml.safe_load(_artifact(client, run.info.run_id, "experiment.yaml",
+                                                               tmp_path / run.info.run_id)))
+        assert logged.protocol.kind == "loso" and logged.trial.data.label_map == "casme3-3"
+        assert logged.trial.train.epochs == 2 and logged.store == str(casme3_store)
         samples = json.loads(_artifact(client, run.info.run_id, "samples.json", tmp_path / run.info.run_id))
         role_subjects = {role: {subject_of[c] for c in samples[role]} for role in ("train", "validation")}
         test_ids = samples["tests"]["test"]
