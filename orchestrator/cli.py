@@ -210,7 +210,8 @@ def search(
     length: str = typer.Option("all", "--length", help="Frames per clip (integers or 'all')."),
     epochs: int = EPOCHS,
     token: str = TOKEN,
-    grace_period: int = typer.Option(2, help="ASHA: epochs every configuration trains before it may be stopped."),
+    grace_period: Optional[int] = typer.Option(None, help="ASHA: epochs every configuration trains before it may "
+                                               "be stopped (default: 2, or the epochs if fewer)."),
     experiment: str = typer.Option("search", help="Experiment name (MLflow experiment, report folder)."),
     cpus_per_trial: float = CPUS,
     gpus_per_trial: float = GPUS,
@@ -228,8 +229,6 @@ def search(
 
     if protocol not in ("split", "loso"):
         _fail(f"--protocol: split or loso, got {protocol!r}")
-    if samples < 1:
-        _fail(f"--samples: at least 1, got {samples}")
     try:
         domains = load_space(space)
         proto = Protocol(protocol)
@@ -241,7 +240,8 @@ def search(
     wd = Workdir.resolve(workdir) if not dry_run else _dry_workdir(workdir)
     console.print(f"workdir: [bold]{wd.root}[/]")
     try:
-        code = ex.search_then_run(exp, domains, samples, wd, console, address, progress, dry_run, grace_period)
+        code = ex.search_then_run(exp, domains, samples, wd, console, address, progress, dry_run,
+                                  grace_period if grace_period is not None else min(2, epochs))
     except ex.CommandError as e:
         _fail(str(e))
     if code:

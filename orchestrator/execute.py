@@ -21,6 +21,7 @@ from rich.table import Table
 from orchestrator import loso_report, report, split_report
 from orchestrator.experiment import Experiment
 from orchestrator.protocols import ProtocolError, TrialPlan, plan, search_plan
+from orchestrator.search_space import is_random
 from orchestrator.runner import ResourceError, Search, SweepOutcome, grid_size, run_sweep
 from orchestrator.workdir import Workdir
 from storage.selection import label_map
@@ -97,11 +98,13 @@ def print_plan(console: Console, exp: Experiment, fs: FrameStore | None, plans: 
         names = [p.name for p in plans]
     n_trials = n_trials if n_trials is not None else len(names)
     console.print(Columns(names, equal=True))
-    if exp.protocol.kind == "loso" and plans:
+    if what:
+        console.print(what)
+    elif exp.protocol.kind == "loso" and plans:
         folds = len({p.fold for p in plans})
         console.print(f"{n_trials} trials = {folds} folds x {len(exp.seeds)} seeds x {len(exp.lengths)} lengths")
     else:
-        console.print(what or f"{n_trials} trials = {len(exp.seeds)} seeds x {len(exp.lengths)} lengths "
+        console.print(f"{n_trials} trials = {len(exp.seeds)} seeds x {len(exp.lengths)} lengths "
                               f"({', '.join(exp.lengths)})")
     need = f"{r.cpus_per_trial:g} CPU" + (f" + {r.gpus_per_trial:g} GPU" if r.gpus_per_trial else "")
     if address:
@@ -224,10 +227,13 @@ def search_then_run(exp: Experiment, space: dict, samples: int, wd: Workdir, con
         return 0
     rerun = plans_of(exp, fs)
     try:
-        search = Search(space, samples, grace_period=grace_period)
+        search = Search(space, samples, exp.trial.train.epochs, grace_period=grace_period)
         splan = search_plan(exp, fs)
     except (ProtocolError, ValueError) as e:
         raise CommandError(str(e)) from None
+    if samples > 1 and not is_random(space):
+        raise CommandError(f"--samples {samples}: the space has no random domain, so every sample of a grid point "
+                           f"would train the same configuration on the same data; use --samples 1")
     n_search = samples * grid_size(space)
     if dry_run:
         print_plan(console, exp, fs, [splan], address, n_trials=n_search,
@@ -239,9 +245,9 @@ def search_then_run(exp: Experiment, space: dict, samples: int, wd: Workdir, con
     console.print(f"search: {n_search} configurations on train {splan.roles.train.describe()} / validation "
                   f"{splan.roles.validation.describe()}, ASHA on {search.metric}; no test set is loaded")
     outcome = sweep(exp, [splan], fs, wd, console, address, show_progress, search=search)
+    for line in outcome.errors:
+        console.print(f"[red]failed search trial[/] {line} (full traceback: the run's orch.error tag in MLflow)")
     if outcome.best is None:
-        for line in outcome.errors:
-            console.print(f"[red]failed trial[/] {line}")
         raise CommandError("search: no configuration finished an epoch")
     best_trial, best_val = outcome.best
     found = TrialConfig.from_dict(best_trial)

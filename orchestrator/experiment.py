@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 
 from storage.sampling import length_name, parse_length
-from trainables.config import TrialConfig, build_dataclass
+from trainables.config import TrialConfig, build_dataclass, check_value
 from trainables.tokens import TOKENS
 
 PROTOCOLS = ("ablation", "split", "loso")
@@ -60,6 +60,10 @@ class Protocol:
     def __post_init__(self):
         if self.kind not in PROTOCOLS:
             raise ValueError(f"protocol.kind: {self.kind!r} is not one of {list(PROTOCOLS)}")
+        for name in ("test_splits", "use_splits"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (list, tuple)) and all(isinstance(x, str) for x in value)):
+                raise ValueError(f"protocol.{name}: expected a list of split names, got {value!r}")
         if self.test_splits is None:
             object.__setattr__(self, "test_splits", DEFAULT_TESTS[self.kind])
         object.__setattr__(self, "test_splits", tuple(self.test_splits))
@@ -74,6 +78,10 @@ class Protocol:
                 raise ValueError(f"protocol: train, validation and test splits must differ, got {used}")
         if self.kind == "split" and self.train_split in self.test_splits:
             raise ValueError(f"protocol.test_splits: {self.train_split!r} is the training split")
+        prefixes = [t if t.startswith("test") else f"test_{t}" for t in self.test_splits]  # their metric names
+        if len(set(prefixes)) != len(prefixes):
+            raise ValueError(f"protocol.test_splits: {list(self.test_splits)} would share metric names "
+                             f"({', '.join(p + '_uf1' for p in prefixes)})")
         if self.kind == "loso" and self.test_splits:
             raise ValueError("protocol.test_splits: LOSO's test set is each fold's held-out subject; "
                              "choose the clips with protocol.use_splits")
@@ -145,7 +153,7 @@ class Experiment:
         ).digest(exclude=("seed", "data.length"))
         p = self.protocol
         proto = (f"{p.kind}:{p.train_split}:{p.validation_split}:{','.join(p.test_splits)}:"
-                 f"{p.validation_fraction}:{','.join(p.use_splits)}")
+                 f"{p.validation_fraction}:{','.join(p.use_splits)}:save_model={self.save_model}")
         return f"{self.name}:{p.kind}:{_short(proto + digest)}"
 
     def params(self) -> dict[str, str]:
@@ -180,14 +188,19 @@ class Experiment:
         if unknown:
             raise ValueError(f"experiment: unknown field(s) {sorted(unknown)}; known: {sorted(fields)}")
         kw = dict(d)
+        for name in ("name", "store", "max_failures", "checkpoint_every", "save_model"):
+            if name in kw:
+                kw[name] = check_value(kw[name], getattr(cls, name), name) if kw[name] is not None else _none(name)
         if "protocol" in kw:
             kw["protocol"] = build_dataclass(Protocol, kw["protocol"], "protocol.")
         if "resources" in kw:
             kw["resources"] = build_dataclass(Resources, kw["resources"], "resources.")
         if isinstance(kw.get("seeds"), int) and not isinstance(kw["seeds"], bool):
             kw["seeds"] = tuple(range(kw["seeds"]))  # `seeds: 30` means 0..29
-        if "seeds" in kw:
-            kw["seeds"] = tuple(kw["seeds"]) if isinstance(kw["seeds"], list) else kw["seeds"]
+        elif "seeds" in kw:
+            if not isinstance(kw["seeds"], list):
+                raise ValueError(f"seeds: expected a list of integers or a count, got {kw['seeds']!r}")
+            kw["seeds"] = tuple(kw["seeds"])
         if "lengths" in kw:
             kw["lengths"] = tuple(str(x) for x in (kw["lengths"] if isinstance(kw["lengths"], list) else [kw["lengths"]]))
         trial = kw.get("trial") or {}
@@ -217,6 +230,10 @@ def read_yaml(path: str | Path) -> Any:
         raise ValueError(f"{path}: cannot read ({e.strerror})") from None
     except yaml.YAMLError as e:
         raise ValueError(f"{path}: not valid YAML ({e})") from None
+
+
+def _none(name: str):
+    raise ValueError(f"{name}: a value is needed, got null")
 
 
 def _short(text: str) -> str:

@@ -63,12 +63,16 @@ def _labelled_subjects(store: FrameStore, sel: Selection, classes: np.ndarray, w
     return subjects_of(store, rows)
 
 
-def _n_validation(n_subjects: int, fraction: float) -> int:
-    return max(1, int(round(n_subjects * fraction)))
-
-
 def _seed_order(subjects: list[str], seed: int) -> list[str]:
+    """All subjects in an order drawn from the seed alone."""
     return [subjects[i] for i in np.random.default_rng([seed, 0x5EED]).permutation(len(subjects))]
+
+
+def _divide(ordered: list[str], fraction: float) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``(train, validation)`` subjects: the first ``fraction`` of ``ordered`` (at least one,
+    and never all of them) validate, the rest train."""
+    k = min(max(1, int(round(len(ordered) * fraction))), len(ordered) - 1)
+    return tuple(sorted(ordered[k:])), tuple(sorted(ordered[:k]))
 
 
 def plan(exp: Experiment, store: FrameStore) -> list[TrialPlan]:
@@ -99,10 +103,8 @@ def _split_roles(exp: Experiment, store: FrameStore, classes: np.ndarray, seed: 
     if len(subjects) < 2:
         raise ProtocolError(f"{store.path}: the train split has {len(subjects)} subject(s); dividing it into "
                             f"subject-disjoint train and validation needs at least 2")
-    order = _seed_order(subjects, seed)
-    k = _n_validation(len(subjects), p.validation_fraction)
-    val, train = sorted(order[:k]), sorted(order[k:])
-    return Roles(Selection((p.train_split,), tuple(train)), Selection((p.train_split,), tuple(val)), tests)
+    train, val = _divide(_seed_order(subjects, seed), p.validation_fraction)
+    return Roles(Selection((p.train_split,), train), Selection((p.train_split,), val), tests)
 
 
 def _loso(exp: Experiment, store: FrameStore, classes: np.ndarray) -> list[TrialPlan]:
@@ -111,14 +113,12 @@ def _loso(exp: Experiment, store: FrameStore, classes: np.ndarray) -> list[Trial
     if len(subjects) < 3:
         raise ProtocolError(f"{store.path}: LOSO needs at least 3 subjects (test, validation, train), "
                             f"found {len(subjects)}")
-    k = _n_validation(len(subjects) - 1, p.validation_fraction)
     out = []
     for s in exp.seeds:
         order = _seed_order(subjects, s)
         for held_out in subjects:
-            others = [x for x in order if x != held_out]
-            val, train = sorted(others[:k]), sorted(others[k:])
-            roles = Roles(Selection(p.use_splits, tuple(train)), Selection(p.use_splits, tuple(val)),
+            train, val = _divide([x for x in order if x != held_out], p.validation_fraction)
+            roles = Roles(Selection(p.use_splits, train), Selection(p.use_splits, val),
                           {"test": Selection(p.use_splits, (held_out,))})
             out += [TrialPlan(f"fold-{held_out}-seed{s}-N{n}", s, n, held_out, roles) for n in exp.lengths]
     return out
@@ -140,9 +140,8 @@ def search_plan(exp: Experiment, store: FrameStore) -> TrialPlan:
         subjects = _labelled_subjects(store, Selection(p.use_splits), classes, "LOSO")
         if len(subjects) < 2:
             raise ProtocolError(f"{store.path}: a search needs at least 2 subjects, found {len(subjects)}")
-        order = _seed_order(subjects, seed)
-        k = _n_validation(len(subjects), p.validation_fraction)
-        roles = Roles(Selection(p.use_splits, tuple(sorted(order[k:]))), Selection(p.use_splits, tuple(sorted(order[:k]))))
+        train, val = _divide(_seed_order(subjects, seed), p.validation_fraction)
+        roles = Roles(Selection(p.use_splits, train), Selection(p.use_splits, val))
     else:
         raise ProtocolError("search: protocol must be 'split' or 'loso'")
     return TrialPlan(f"search-seed{seed}-N{exp.lengths[0]}", seed, exp.lengths[0], "", roles)

@@ -117,6 +117,7 @@ class Search:
 
     space: dict
     samples: int
+    epochs: int  # every configuration's budget (ASHA's max_t)
     metric: str = "val_uf1"
     grace_period: int = 1
     reduction_factor: int = 3
@@ -124,6 +125,10 @@ class Search:
     def __post_init__(self):
         if not (self.metric.startswith("val_") or self.metric.startswith("best_val_")):
             raise LeakageError(f"search metric {self.metric!r}: a search selects and stops on validation metrics only")
+        if self.samples < 1:
+            raise ValueError(f"samples: at least 1, got {self.samples}")
+        if not 1 <= self.grace_period <= self.epochs:
+            raise ValueError(f"grace period: between 1 and the epochs ({self.epochs}), got {self.grace_period}")
 
 
 def run_sweep(exp: Experiment, plans: list[TrialPlan], store_fingerprint: str, workdir: Workdir,
@@ -150,7 +155,7 @@ def run_sweep(exp: Experiment, plans: list[TrialPlan], store_fingerprint: str, w
         tune_config = tune.TuneConfig(
             num_samples=search.samples, reuse_actors=True, trial_dirname_creator=lambda t: f"{t.trial_id}",
             scheduler=ASHAScheduler(time_attr="epoch", metric=search.metric, mode="max",
-                                    max_t=exp.trial.train.epochs, grace_period=search.grace_period,
+                                    max_t=search.epochs, grace_period=search.grace_period,
                                     reduction_factor=search.reduction_factor))
         n_trials = search.samples * grid_size(search.space)
     param_space = {

@@ -27,7 +27,9 @@ from trainables.config import DataConfig, TrainConfig, check_value
 from trainables.model import ModelConfig
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
-FIXED_BY_EXPERIMENT = {"data.store", "data.length", "data.label_map"}
+# the experiment's, not a trial's: the store, the frame length and the task's classes; and the
+# epochs, which ASHA's budget (max_t) is measured in
+FIXED_BY_EXPERIMENT = {"data.store", "data.length", "data.label_map", "train.epochs"}
 RANGES = {"loguniform": tune.loguniform, "uniform": tune.uniform, "randint": tune.randint}
 
 
@@ -64,6 +66,8 @@ def _domain(spec: Any, default: Any, at: str) -> Any:
             raise ValueError(f"{at}: loguniform needs low > 0, got {args[0]}")
         if kind == "randint" and not isinstance(default, int):
             raise ValueError(f"{at}: randint is for integer fields")
+        if kind != "randint" and not isinstance(default, float):
+            raise ValueError(f"{at}: {kind} draws real numbers; for an integer field use randint, choice or grid")
         return RANGES[kind](*args)
     if kind in ("choice", "grid"):
         if not isinstance(args, list) or not args:
@@ -71,6 +75,11 @@ def _domain(spec: Any, default: Any, at: str) -> Any:
         values = [check_value(v, default, at) for v in args]
         return tune.choice(values) if kind == "choice" else tune.grid_search(values)
     raise ValueError(f"{at}: unknown domain {kind!r}; known: {sorted([*RANGES, 'choice', 'grid'])}")
+
+
+def is_random(space: dict[str, Any]) -> bool:
+    """Whether any domain is drawn at random (else every sample of a grid point is the same)."""
+    return any(hasattr(d, "sample") for d in space.values())
 
 
 def load_space(path: str | Path) -> dict[str, Any]:

@@ -89,6 +89,15 @@ def test_dfme_split_divides_the_train_subjects_per_seed(tmp_path):
     assert len({frozenset(v) for v in vals}) > 1  # drawn per seed
 
 
+def test_validation_never_takes_every_training_subject(tmp_path):
+    store = _store(tmp_path / "s", {"train": ["t1", "t2"], "test_A": ["a"], "test_B": ["b"]})
+    (p,) = plan(_exp("split", seeds=(0,), lengths=("all",), protocol={"validation_fraction": 0.9}), store)
+    assert len(p.roles.train.subjects) == 1 and len(p.roles.validation.subjects) == 1
+    store = _store(tmp_path / "l", {"all": ["a", "b", "c"]})
+    for p in plan(_exp("loso", seeds=(0,), lengths=("all",), protocol={"validation_fraction": 0.9}), store):
+        assert len(p.roles.train.subjects) == 1 and len(p.roles.validation.subjects) == 1
+
+
 def test_search_plans_have_no_test_set(tmp_path):
     store = _store(tmp_path / "s", {"train": [f"t{i}" for i in range(10)], "test_A": ["a1"], "test_B": ["b1"]})
     for kind in ("split", "loso"):
@@ -138,6 +147,16 @@ def test_dry_run_lists_the_expected_number_of_trials_for_each_protocol(tmp_path)
     said = _said(CliRunner().invoke(app, ["search", "--space", str(space), "--samples", "3", "--seeds", "2", *common]))
     assert "6 search trials (3 samples x 2 grid points" in said and "no test set" in said
     assert "then 2 trials of the best configuration (split, 2 seeds)" in said
+    said = _said(CliRunner().invoke(app, ["search", "--protocol", "loso", "--space", str(space), "--samples", "1",
+                                          *common]))
+    assert "2 search trials (1 samples x 2 grid points" in said and "then 45 trials of the best configuration (loso, 5 seeds)" in said
+    r = CliRunner().invoke(app, ["search", "--space", str(space), "--samples", "1", "--epochs", "3",
+                                 "--grace-period", "4", *common])
+    assert r.exit_code == 2 and "grace period: between 1 and the epochs (3), got 4" in r.output
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("model.depth: {grid: [1, 2]}\n")
+    r = CliRunner().invoke(app, ["search", "--space", str(grid), "--samples", "2", *common])
+    assert r.exit_code == 2 and "no random domain" in " ".join(r.output.split())
     assert not wd.exists()  # a dry run writes nothing
 
 
@@ -167,6 +186,12 @@ def test_experiment_yaml_round_trip_and_orch_run(tmp_path):
     ("name: x\nlengths: [4, three]\n", "length: expected a positive integer or 'all', got 'three'"),
     ("name: x\nseeds: [0, 0]\n", "seeds: duplicates"),
     ("name: [unclosed\n", "not valid YAML"),
+    ("name: x\nprotocol: {kind: loso, use_splits: all}\n", "protocol.use_splits: expected a list of split names"),
+    ("name: x\ncheckpoint_every: '5'\n", "checkpoint_every: expected int, got '5'"),
+    ("name: x\nsave_model: yes please\n", "save_model: expected bool"),
+    ("name: 5\n", "name: expected str, got 5"),
+    ("name: x\nstore: null\n", "store: a value is needed"),
+    ("name: x\nprotocol: {kind: split, test_splits: [A, test_A]}\n", "would share metric names"),
 ])
 def test_bad_experiment_files_name_the_file_and_field(tmp_path, text, message):
     y = tmp_path / "bad.yaml"

@@ -27,6 +27,8 @@ def test_domains_are_built_from_yaml(tmp_path):
     ({"model.depth": {"grid": ["two"]}}, "model.depth: expected int, got 'two'"),
     ({"train.lr": {"normal": [0, 1]}}, "unknown domain 'normal'"),
     ({"train.lr": {"randint": [1, 5]}}, "randint is for integer fields"),
+    ({"model.depth": {"uniform": [1, 5]}}, "uniform draws real numbers; for an integer field use randint"),
+    ({"train.epochs": {"grid": [4, 8]}}, "fixed by the experiment"),
     ({}, "expected a mapping"),
 ])
 def test_bad_spaces_name_the_path_and_reason(space, message):
