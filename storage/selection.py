@@ -42,9 +42,6 @@ class LabelMap:
                         for lbl in store.labels] + [UNLABELLED], np.int64)
         return lut[store.column("label_index").astype(np.int64)]  # index -1 picks the last entry: unlabelled
 
-    def left_out(self) -> list[str]:
-        return sorted(k for k, v in self.mapping.items() if v is None)
-
 
 def _casme3_7() -> dict[str, str | None]:
     return {e: e for e in casme3.EMOTIONS_7}

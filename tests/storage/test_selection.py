@@ -26,7 +26,7 @@ def test_casme3_three_class_grouping(tmp_path):
     emotions = ["anger", "disgust", "fear", "sad", "happy", "surprise", "others"]
     store = _store(tmp_path / "s", [(f"c{i}", "s1", "all", e) for i, e in enumerate(emotions)] + [("u", "s1", "all", None)])
     three = label_map("casme3-3", store)
-    assert three.classes == ("negative", "positive", "surprise") and three.left_out() == ["others"]
+    assert three.classes == ("negative", "positive", "surprise") and three.mapping["others"] is None
     got = three.class_indices(store)
     neg, pos, sur = 0, 1, 2
     assert got.tolist() == [neg, neg, neg, neg, pos, sur, LEFT_OUT, UNLABELLED]
