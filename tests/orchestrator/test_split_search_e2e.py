@@ -116,5 +116,5 @@ def test_the_guard_refuses_test_metrics_for_tune_and_test_metrics_for_search():
     with pytest.raises(LeakageError, match=r"test metrics \['test_uf1'\]"):
         tune_report({"val_uf1": 0.5, "test_uf1": 0.9})
     with pytest.raises(LeakageError, match="validation metrics only"):
-        Search({}, 1, metric="test_B_uf1")
-    Search({}, 1, metric="val_uf1")
+        Search({}, 1, 4, metric="test_B_uf1")
+    Search({}, 1, 4, metric="val_uf1")
