@@ -219,33 +219,26 @@ def search(
     workdir: Optional[Path] = WORKDIR,
     progress: bool = PROGRESS,
     dry_run: bool = DRY_RUN,
+    save_yaml: Optional[Path] = SAVE_YAML,
 ):
     """Hyperparameter search on Ray Tune (random / grid, ASHA early stopping on validation
     UF1), then the best configuration re-run over seeds and reported like its protocol.
 
     The searcher sees validation metrics only, and its trials load no test data at all.
     """
-    from orchestrator.search_space import load_space
+    from orchestrator.experiment import SearchSpec
+    from orchestrator.yaml_file import read_yaml
 
     if protocol not in ("split", "loso"):
         _fail(f"--protocol: split or loso, got {protocol!r}")
-    try:
-        domains = load_space(space)
-        proto = Protocol(protocol)
-    except ValueError as e:
-        _fail(str(e))
-    exp = _experiment(experiment, proto, store, seeds, length, epochs, token,
+    exp = _experiment(experiment, Protocol(protocol), store, seeds, length, epochs, token,
                       _label_map(classes) if protocol == "loso" else "store", cpus_per_trial, gpus_per_trial,
                       save_model=protocol == "split")
-    wd = Workdir.resolve(workdir) if not dry_run else _dry_workdir(workdir)
-    console.print(f"workdir: [bold]{wd.root}[/]")
     try:
-        code = ex.search_then_run(exp, domains, samples, wd, console, address, progress, dry_run,
-                                  grace_period if grace_period is not None else min(2, epochs))
-    except ex.CommandError as e:
-        _fail(str(e))
-    if code:
-        raise typer.Exit(code)
+        exp = dataclasses.replace(exp, search=SearchSpec(read_yaml(space), samples, grace_period))
+    except ValueError as e:
+        _fail(f"{space}: {e}" if str(space) not in str(e) else str(e))
+    _go(exp, workdir, address, progress, dry_run, save_yaml)
 
 
 @app.command()
@@ -257,7 +250,7 @@ def run(
     dry_run: bool = DRY_RUN,
 ):
     """Run the experiment a YAML file describes (protocol, store, label map, model,
-    optimiser, schedule, epochs, seeds, resources)."""
+    optimiser, schedule, epochs, seeds, resources; a search first, if it has one)."""
     try:
         exp = Experiment.from_yaml(experiment_yaml)
     except ValueError as e:

@@ -129,7 +129,10 @@ def sweep(exp: Experiment, plans: list[TrialPlan], fs: FrameStore, wd: Workdir, 
 
 def execute(exp: Experiment, wd: Workdir, console: Console, address: str | None = None,
             show_progress: bool = True, dry_run: bool = False) -> int:
-    """Run ``exp`` (or print its plan); returns the exit status (1 if a trial failed)."""
+    """Run ``exp`` (or print its plan) — its search first, if it has one; returns the exit
+    status (1 if a trial failed)."""
+    if exp.search is not None:
+        return search_then_run(exp, wd, console, address, show_progress, dry_run)
     exp, fs = open_store(exp, wd, console, dry_run)
     plans = plans_of(exp, fs) if fs is not None else None
     if dry_run:
@@ -216,24 +219,25 @@ def _print_ablation(console: Console, rows: list[report.AblationRow], title: str
     console.print(t)
 
 
-def search_then_run(exp: Experiment, space: dict, samples: int, wd: Workdir, console: Console,
-                    address: str | None, show_progress: bool, dry_run: bool, grace_period: int) -> int:
-    """Hyperparameter search on the protocol's train / validation split only (no test set
-    is loaded: the searcher cannot see one), then the best configuration re-run over the
-    experiment's seeds as the protocol, and reported like it."""
+def search_then_run(exp: Experiment, wd: Workdir, console: Console, address: str | None, show_progress: bool,
+                    dry_run: bool) -> int:
+    """The experiment's search (``exp.search``) on the protocol's train / validation split
+    only (no test set is loaded: the searcher cannot see one), then the best configuration
+    run over the experiment's seeds as the protocol, and reported like it."""
+    space, samples = exp.search.domains(), exp.search.samples
     exp, fs = open_store(exp, wd, console, dry_run)
     if fs is None:
         console.print("the built-in benchmark is not built yet: a real run builds it (~35 s)")
         return 0
     rerun = plans_of(exp, fs)
     try:
-        search = Search(space, samples, exp.trial.train.epochs, grace_period=grace_period)
+        search = Search(space, samples, exp.trial.train.epochs, seed=exp.seeds[0], grace_period=exp.grace_period)
         splan = search_plan(exp, fs)
     except (ProtocolError, ValueError) as e:
         raise CommandError(str(e)) from None
     if samples > 1 and not is_random(space):
-        raise CommandError(f"--samples {samples}: the space has no random domain, so every sample of a grid point "
-                           f"would train the same configuration on the same data; use --samples 1")
+        raise CommandError(f"search.samples {samples}: the space has no random domain, so every sample of a grid point "
+                           f"would train the same configuration on the same data; use 1 sample")
     n_search = samples * grid_size(space)
     if dry_run:
         print_plan(console, exp, fs, [splan], address, n_trials=n_search,
@@ -251,7 +255,7 @@ def search_then_run(exp: Experiment, space: dict, samples: int, wd: Workdir, con
         raise CommandError("search: no configuration finished an epoch")
     best_trial, best_val = outcome.best
     found = TrialConfig.from_dict(best_trial)
-    best = dataclasses.replace(exp, name=f"{exp.name}-best", trial=dataclasses.replace(
+    best = dataclasses.replace(exp, name=f"{exp.name}-best", search=None, trial=dataclasses.replace(
         found, seed=0, data=dataclasses.replace(found.data, length=None, store=exp.store)))
     chosen = {path: _get(best.trial, path) for path in space}
     console.print(f"best configuration (validation UF1 {best_val * 100:.2f} %): "

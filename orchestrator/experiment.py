@@ -28,6 +28,8 @@ from typing import Any
 import yaml
 
 from storage.sampling import length_name, parse_length
+from orchestrator.search_space import parse_space
+from orchestrator.yaml_file import read_yaml
 from trainables.config import TrialConfig, build_dataclass, check_value
 from trainables.tokens import TOKENS
 
@@ -101,6 +103,30 @@ class Protocol:
 
 
 @dataclass(frozen=True)
+class SearchSpec:
+    """A hyperparameter search before the protocol runs (``split`` and ``loso`` only):
+    ``samples`` configurations drawn from ``space`` (config paths -> domains, as in a search
+    space file: ``orchestrator.search_space``), trained on the protocol's train / validation
+    data, ASHA stopping on validation UF1 after ``grace_period`` epochs (None: 2, or the
+    epochs if fewer); the best is then run as the experiment."""
+
+    space: dict[str, Any]
+    samples: int = 8
+    grace_period: int | None = None
+
+    def __post_init__(self):
+        parse_space(self.space, "search.space")  # names the path and the reason of a bad domain
+        if isinstance(self.samples, bool) or not isinstance(self.samples, int) or self.samples < 1:
+            raise ValueError(f"search.samples: a positive integer, got {self.samples!r}")
+        g = self.grace_period
+        if g is not None and (isinstance(g, bool) or not isinstance(g, int)):
+            raise ValueError(f"search.grace_period: an integer number of epochs, got {g!r}")
+
+    def domains(self) -> dict[str, Any]:
+        return parse_space(self.space, "search.space")
+
+
+@dataclass(frozen=True)
 class Experiment:
     name: str = "ablation"
     protocol: Protocol = field(default_factory=Protocol)
@@ -112,6 +138,7 @@ class Experiment:
     max_failures: int = 2  # retries of a failed trial
     checkpoint_every: int = 5  # epochs between checkpoints (and always the last)
     save_model: bool = False  # keep each run's selected parameters as an artifact (`orch predict` needs it)
+    search: SearchSpec | None = None  # search hyperparameters first, then run the best as the protocol
 
     def __post_init__(self):
         if not _NAME.fullmatch(self.name):
@@ -140,6 +167,18 @@ class Experiment:
             raise ValueError(f"resources: cpus_per_trial must be > 0 and gpus_per_trial >= 0, got {self.resources}")
         if self.max_failures < 0 or self.checkpoint_every < 1:
             raise ValueError("max_failures must be >= 0 and checkpoint_every >= 1")
+        if self.search is not None:
+            if self.protocol.kind not in ("split", "loso"):
+                raise ValueError(f"search: a search runs before the split or loso protocol, not {self.protocol.kind!r}")
+            g = self.search.grace_period
+            if g is not None and not 1 <= g <= self.trial.train.epochs:
+                raise ValueError(f"search.grace_period: between 1 and the epochs ({self.trial.train.epochs}), got {g}")
+
+    @property
+    def grace_period(self) -> int:
+        """ASHA's grace period of the search: as given, else 2 epochs (or all, if fewer)."""
+        g = self.search.grace_period if self.search is not None else None
+        return g if g is not None else min(2, self.trial.train.epochs)
 
     def with_store(self, path: str) -> "Experiment":
         return dataclasses.replace(self, store=path, trial=dataclasses.replace(
@@ -195,6 +234,8 @@ class Experiment:
             kw["protocol"] = build_dataclass(Protocol, kw["protocol"], "protocol.")
         if "resources" in kw:
             kw["resources"] = build_dataclass(Resources, kw["resources"], "resources.")
+        if kw.get("search") is not None:
+            kw["search"] = build_dataclass(SearchSpec, kw["search"], "search.")
         if isinstance(kw.get("seeds"), int) and not isinstance(kw["seeds"], bool):
             kw["seeds"] = tuple(range(kw["seeds"]))  # `seeds: 30` means 0..29
         elif "seeds" in kw:
@@ -219,17 +260,6 @@ class Experiment:
             return cls.from_dict(data)
         except (ValueError, TypeError) as e:
             raise ValueError(f"{path}: {e}") from None
-
-
-def read_yaml(path: str | Path) -> Any:
-    """A YAML file's content; an unreadable or invalid file is named with the reason."""
-    path = Path(path)
-    try:
-        return yaml.safe_load(path.read_text())
-    except OSError as e:
-        raise ValueError(f"{path}: cannot read ({e.strerror})") from None
-    except yaml.YAMLError as e:
-        raise ValueError(f"{path}: not valid YAML ({e})") from None
 
 
 def _none(name: str):

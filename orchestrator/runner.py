@@ -20,6 +20,7 @@ from ray import tune
 from rich.console import Console
 
 from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search.basic_variant import BasicVariantGenerator
 
 from orchestrator.experiment import Experiment
 from orchestrator.protocols import TrialPlan
@@ -118,6 +119,7 @@ class Search:
     space: dict
     samples: int
     epochs: int  # every configuration's budget (ASHA's max_t)
+    seed: int = 0  # the draws of the random domains: the same search draws the same configurations
     metric: str = "val_uf1"
     grace_period: int = 1
     reduction_factor: int = 3
@@ -154,6 +156,7 @@ def run_sweep(exp: Experiment, plans: list[TrialPlan], store_fingerprint: str, w
             trial_space[section][key] = domain
         tune_config = tune.TuneConfig(
             num_samples=search.samples, reuse_actors=True, trial_dirname_creator=lambda t: f"{t.trial_id}",
+            search_alg=BasicVariantGenerator(random_state=search.seed),
             scheduler=ASHAScheduler(time_attr="epoch", metric=search.metric, mode="max",
                                     max_t=search.epochs, grace_period=search.grace_period,
                                     reduction_factor=search.reduction_factor))

@@ -22,7 +22,7 @@ from typing import Any
 
 from ray import tune
 
-from orchestrator.experiment import read_yaml
+from orchestrator.yaml_file import read_yaml
 from trainables.config import DataConfig, TrainConfig, check_value
 from trainables.model import ModelConfig
 

@@ -152,11 +152,22 @@ def test_dry_run_lists_the_expected_number_of_trials_for_each_protocol(tmp_path)
     assert "2 search trials (1 samples x 2 grid points" in said and "then 45 trials of the best configuration (loso, 5 seeds)" in said
     r = CliRunner().invoke(app, ["search", "--space", str(space), "--samples", "1", "--epochs", "3",
                                  "--grace-period", "4", *common])
-    assert r.exit_code == 2 and "grace period: between 1 and the epochs (3), got 4" in r.output
+    assert r.exit_code == 2 and "search.grace_period: between 1 and the epochs (3), got 4" in r.output
     grid = tmp_path / "grid.yaml"
     grid.write_text("model.depth: {grid: [1, 2]}\n")
     r = CliRunner().invoke(app, ["search", "--space", str(grid), "--samples", "2", *common])
     assert r.exit_code == 2 and "no random domain" in " ".join(r.output.split())
+
+    # the search is part of the experiment: written as YAML, run (dry) from it
+    y = tmp_path / "search.yaml"
+    r = CliRunner().invoke(app, ["search", "--space", str(space), "--samples", "3", "--seeds", "2",
+                                 *common[:-1], "--save-yaml", str(y)])
+    assert r.exit_code == 0, r.output
+    exp = Experiment.from_yaml(y)
+    assert exp.search.samples == 3 and exp.search.space["model.depth"] == {"grid": [1, 2]}
+    assert Experiment.from_dict(exp.to_dict()) == exp
+    said = _said(CliRunner().invoke(app, ["run", str(y), "--dry-run", "--workdir", str(wd)]))
+    assert "6 search trials (3 samples x 2 grid points" in said
     assert not wd.exists()  # a dry run writes nothing
 
 
@@ -192,6 +203,10 @@ def test_experiment_yaml_round_trip_and_orch_run(tmp_path):
     ("name: 5\n", "name: expected str, got 5"),
     ("name: x\nstore: null\n", "store: a value is needed"),
     ("name: x\nprotocol: {kind: split, test_splits: [A, test_A]}\n", "would share metric names"),
+    ("name: x\nsearch: {space: {train.lr: 0.1}}\n", "search: a search runs before the split or loso protocol"),
+    ("name: x\nprotocol: {kind: split}\nsearch: {space: {train.lr: {uniform: [1, 0]}}}\n",
+     r"search.space: train.lr: uniform takes \[low, high\]"),
+    ("name: x\nprotocol: {kind: split}\nsearch: {space: {train.lr: 0.1}, samples: 0}\n", "search.samples: a positive"),
 ])
 def test_bad_experiment_files_name_the_file_and_field(tmp_path, text, message):
     y = tmp_path / "bad.yaml"

@@ -83,9 +83,9 @@ def test_search_sees_validation_only_then_reruns_the_best(tiny_store, ray_sessio
     wd = tmp_path / "work"
     space = tmp_path / "space.yaml"
     space.write_text("train.lr: {loguniform: [0.001, 0.01]}\nmodel.depth: {grid: [1, 2]}\nmodel.heads: 2\n")
-    r = CliRunner().invoke(app, ["search", "--store", str(tiny_store), "--protocol", "split", "--space", str(space),
-                                 "--samples", "1", "--epochs", "2", "--grace-period", "1", "--seeds", "1",
-                                 "--workdir", str(wd), "--no-progress"])
+    args = ["search", "--store", str(tiny_store), "--protocol", "split", "--space", str(space), "--samples", "1",
+            "--epochs", "2", "--grace-period", "1", "--seeds", "1", "--workdir", str(wd), "--no-progress"]
+    r = CliRunner().invoke(app, args)
     assert r.exit_code == 0, r.output
     store = FrameStore(tiny_store)
     split_of = dict(zip(store.column("clip_id"), store.column("split")))
@@ -109,7 +109,15 @@ def test_search_sees_validation_only_then_reruns_the_best(tiny_store, ray_sessio
     (chosen,) = [x for x in searched if x.data.params["model.depth"] == final.data.params["model.depth"]]
     assert chosen.data.metrics["best_val_uf1"] == max(x.data.metrics["best_val_uf1"] for x in searched)
     assert float(final.data.params["train.lr"]) == pytest.approx(float(chosen.data.params["train.lr"]))
-    assert (wd / "reports" / "search" / "best.yaml").exists()
+    best_yaml = (wd / "reports" / "search" / "best.yaml").read_text()
+
+    # the same search again draws the same configurations (seeded), so it continues the
+    # same runs and picks the same best: no new run anywhere
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert sorted(x.info.run_id for x in _runs(wd, "search")[1]) == sorted(x.info.run_id for x in searched)
+    assert [x.info.run_id for x in _runs(wd, "search-best")[1]] == [final.info.run_id]
+    assert (wd / "reports" / "search" / "best.yaml").read_text() == best_yaml
 
 
 def test_the_guard_refuses_test_metrics_for_tune_and_test_metrics_for_search():
