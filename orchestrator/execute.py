@@ -5,6 +5,7 @@ else. What every ``orch`` command that trains goes through."""
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import math
 import os
@@ -12,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import ray
 from rich.columns import Columns
 from rich.console import Console
 from rich.markdown import Markdown
@@ -20,9 +22,9 @@ from rich.table import Table
 
 from orchestrator import loso_report, report, split_report
 from orchestrator.experiment import Experiment
-from orchestrator.protocols import ProtocolError, TrialPlan, plan, search_plan
+from orchestrator.protocols import ProtocolError, TrialPlan, plan, search_plans
 from orchestrator.search_space import is_random
-from orchestrator.runner import ResourceError, Search, SweepOutcome, grid_size, run_sweep
+from orchestrator.runner import ResourceError, Search, SweepOutcome, grid_size, init_ray, run_sweep
 from orchestrator.workdir import Workdir
 from storage.selection import label_map
 from storage.sources.synthetic import SyntheticSpec, cached_store_path, ensure_store
@@ -142,6 +144,11 @@ def execute(exp: Experiment, wd: Workdir, console: Console, address: str | None 
             return 0
         print_plan(console, exp, fs, plans, address)
         return 0
+    return _run_plans(exp, plans, fs, wd, console, address, show_progress)
+
+
+def _run_plans(exp: Experiment, plans: list[TrialPlan], fs: FrameStore, wd: Workdir, console: Console,
+               address: str | None, show_progress: bool) -> int:
     console.print(f"experiment {exp.name!r} ({exp.protocol.kind}): {len(plans)} trials, "
                   f"{exp.trial.train.epochs} epochs each; store {fs.fingerprint[:12]} ({len(fs)} clips)")
     console.print(f"splits: {exp.protocol.roles_text()}")
@@ -157,6 +164,8 @@ def execute(exp: Experiment, wd: Workdir, console: Console, address: str | None 
     console.print(f"browse the runs: [bold]{mlflow_ui_command(wd)}[/] (then open http://127.0.0.1:5000)")
     console.print(f"workdir: [bold]{wd.root}[/]")
     return 1 if outcome.n_errored else 0
+
+
 
 
 def write_reports(exp: Experiment, plans: list[TrialPlan], results: list[report.TrialResult], fs: FrameStore,
@@ -221,48 +230,75 @@ def _print_ablation(console: Console, rows: list[report.AblationRow], title: str
 
 def search_then_run(exp: Experiment, wd: Workdir, console: Console, address: str | None, show_progress: bool,
                     dry_run: bool) -> int:
-    """The experiment's search (``exp.search``) on the protocol's train / validation split
-    only (no test set is loaded: the searcher cannot see one), then the best configuration
-    run over the experiment's seeds as the protocol, and reported like it."""
+    """The experiment's search (``exp.search``) on the protocol's train / validation data
+    only — no test set is loaded, so the searcher cannot see one — then the chosen
+    configuration run over the experiment's seeds as the protocol, and reported like it.
+
+    ``split``: one search, one best configuration (``best.yaml``). ``loso``: nested — each
+    fold is searched on its own training and validation subjects, and each fold's runs use
+    that fold's best configuration (``best_per_fold.csv``)."""
     space, samples = exp.search.domains(), exp.search.samples
     exp, fs = open_store(exp, wd, console, dry_run)
     if fs is None:
         console.print("the built-in benchmark is not built yet: a real run builds it (~35 s)")
         return 0
-    rerun = plans_of(exp, fs)
+    final = plans_of(exp, fs)
     try:
         search = Search(space, samples, exp.trial.train.epochs, seed=exp.seeds[0], grace_period=exp.grace_period)
-        splan = search_plan(exp, fs)
+        splans = search_plans(exp, fs)
     except (ProtocolError, ValueError) as e:
         raise CommandError(str(e)) from None
     if samples > 1 and not is_random(space):
         raise CommandError(f"search.samples {samples}: the space has no random domain, so every sample of a grid point "
                            f"would train the same configuration on the same data; use 1 sample")
-    n_search = samples * grid_size(space)
+    per = samples * grid_size(space)
+    where = (f"train {splans[0].roles.train.describe()}, validation {splans[0].roles.validation.describe()}"
+             if len(splans) == 1 else f"{len(splans)} folds searched apart (nested), each on its own training "
+                                       f"and validation subjects")
     if dry_run:
-        print_plan(console, exp, fs, [splan], address, n_trials=n_search,
-                   what=f"{n_search} search trials ({samples} samples x {grid_size(space)} grid points; "
-                        f"train {splan.roles.train.describe()}, validation {splan.roles.validation.describe()}, "
-                        f"no test set), then {len(rerun)} trials of the best configuration "
-                        f"({exp.protocol.kind}, {len(exp.seeds)} seeds)")
+        print_plan(console, exp, fs, splans, address, n_trials=per * len(splans),
+                   what=f"{per * len(splans)} search trials ({samples} samples x {grid_size(space)} grid points"
+                        + (f" x {len(splans)} folds" if len(splans) > 1 else "")
+                        + f"; {where}; no test set), then {len(final)} trials of the best configuration"
+                        + ("s" if len(splans) > 1 else "") + f" ({exp.protocol.kind}, {len(exp.seeds)} seeds)")
         return 0
-    console.print(f"search: {n_search} configurations on train {splan.roles.train.describe()} / validation "
-                  f"{splan.roles.validation.describe()}, ASHA on {search.metric}; no test set is loaded")
-    outcome = sweep(exp, [splan], fs, wd, console, address, show_progress, search=search)
-    for line in outcome.errors:
-        console.print(f"[red]failed search trial[/] {line} (full traceback: the run's orch.error tag in MLflow)")
-    if outcome.best is None:
-        raise CommandError("search: no configuration finished an epoch")
-    best_trial, best_val = outcome.best
-    found = TrialConfig.from_dict(best_trial)
-    best = dataclasses.replace(exp, name=f"{exp.name}-best", search=None, trial=dataclasses.replace(
-        found, seed=0, data=dataclasses.replace(found.data, length=None, store=exp.store)))
-    chosen = {path: _get(best.trial, path) for path in space}
-    console.print(f"best configuration (validation UF1 {best_val * 100:.2f} %): "
-                  + ", ".join(f"{k}={v}" for k, v in chosen.items()))
-    (wd.reports(exp.name) / "best.yaml").write_text(best.to_yaml())
-    console.print(f"best experiment: {wd.reports(exp.name) / 'best.yaml'} (re-run it with orch run)")
-    return execute(best, wd, console, address, show_progress)
+    console.print(f"search: {per} configurations on {where}; ASHA on {search.metric}; no test set is loaded")
+    started = init_ray(address, wd)  # one Ray for every search and the final run
+    try:
+        chosen: dict[str, tuple[TrialConfig, float]] = {}
+        for k, splan in enumerate(splans, 1):
+            if len(splans) > 1:
+                console.print(f"fold {k}/{len(splans)}: held-out subject {splan.fold}")
+            outcome = sweep(exp, [splan], fs, wd, console, address, show_progress, search=search)
+            for line in outcome.errors:
+                console.print(f"[red]failed search trial[/] {line} (full traceback: the run's orch.error tag in MLflow)")
+            if outcome.best is None:
+                raise CommandError(f"search{' of fold ' + splan.fold if splan.fold else ''}: no configuration "
+                                   f"finished an epoch")
+            found = TrialConfig.from_dict(outcome.best[0])
+            chosen[splan.fold] = (dataclasses.replace(found, seed=0, data=dataclasses.replace(
+                found.data, length=None, store=exp.store)), outcome.best[1])
+        out = wd.reports(exp.name)
+        if len(splans) == 1:
+            trial, best_val = chosen[""]
+            best = dataclasses.replace(exp, name=f"{exp.name}-best", search=None, trial=trial)
+            console.print(f"best configuration (validation UF1 {best_val * 100:.2f} %): "
+                          + ", ".join(f"{k}={_get(trial, k)}" for k in space))
+            (out / "best.yaml").write_text(best.to_yaml())
+            console.print(f"best experiment: {out / 'best.yaml'} (re-run it with orch run)")
+            return execute(best, wd, console, address, show_progress)
+        with open(out / "best_per_fold.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["held_out_subject", "best_val_uf1", *space])
+            for fold, (trial, best_val) in chosen.items():
+                w.writerow([fold, best_val, *(_get(trial, k) for k in space)])
+        console.print(f"each fold's configuration: {out / 'best_per_fold.csv'}")
+        nested = dataclasses.replace(exp, name=f"{exp.name}-best", search=None)
+        plans = [dataclasses.replace(p, trial=chosen[p.fold][0].to_dict()) for p in final]
+        return _run_plans(nested, plans, fs, wd, console, address, show_progress)
+    finally:
+        if started:
+            ray.shutdown()
 
 
 def _get(trial, path: str):

@@ -17,6 +17,7 @@ Searches (``search_plan``) get train and validation only: no test set at all.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,10 +34,14 @@ class TrialPlan:
     length: str
     fold: str  # the held-out subject (loso); "" otherwise
     roles: Roles
+    trial: dict | None = None  # this trial's own config (a nested search's choice per fold); None: the experiment's
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "seed": self.seed, "length": self.length, "fold": self.fold,
-                "roles": self.roles.to_dict()}
+        out = {"name": self.name, "seed": self.seed, "length": self.length, "fold": self.fold,
+               "roles": self.roles.to_dict()}
+        if self.trial is not None:
+            out["trial"] = self.trial
+        return out
 
 
 class ProtocolError(ValueError):
@@ -124,24 +129,20 @@ def _loso(exp: Experiment, store: FrameStore, classes: np.ndarray) -> list[Trial
     return out
 
 
-def search_plan(exp: Experiment, store: FrameStore) -> TrialPlan:
-    """The one data split every configuration of a search trains and is validated on: the
-    protocol's train / validation roles for the experiment's first seed, and no test set.
+def search_plans(exp: Experiment, store: FrameStore) -> list[TrialPlan]:
+    """What the configurations of a search train and are validated on: the protocol's train
+    / validation roles for the experiment's first seed and first length, with no test set.
 
-    ``split``: the train split divided as the split protocol does. ``loso``: all subjects
-    divided into train and validation the same way (the LOSO test subjects cannot be held
-    out of a search over one shared split; nothing of theirs is ever *tested* by it)."""
+    ``split``: one plan, the train split divided as the split protocol divides it. ``loso``:
+    one plan per fold — the fold's own training and validation subjects — so each fold is
+    searched without its held-out subject (nested: every fold picks its own configuration)."""
     p = exp.protocol
-    classes = _classes(exp, store)
-    seed = exp.seeds[0]
+    seed, length = exp.seeds[0], exp.lengths[0]
     if p.kind == "split":
-        roles = _split_roles(exp, store, classes, seed, {})
-    elif p.kind == "loso":
-        subjects = _labelled_subjects(store, Selection(p.use_splits), classes, "LOSO")
-        if len(subjects) < 2:
-            raise ProtocolError(f"{store.path}: a search needs at least 2 subjects, found {len(subjects)}")
-        train, val = _divide(_seed_order(subjects, seed), p.validation_fraction)
-        roles = Roles(Selection(p.use_splits, train), Selection(p.use_splits, val))
-    else:
+        roles = _split_roles(exp, store, _classes(exp, store), seed, {})
+        return [TrialPlan(f"search-seed{seed}-N{length}", seed, length, "", roles)]
+    if p.kind != "loso":
         raise ProtocolError("search: protocol must be 'split' or 'loso'")
-    return TrialPlan(f"search-seed{seed}-N{exp.lengths[0]}", seed, exp.lengths[0], "", roles)
+    folds = [q for q in _loso(dataclasses.replace(exp, seeds=(seed,), lengths=(length,)), store, _classes(exp, store))]
+    return [TrialPlan(f"search-fold-{q.fold}-seed{seed}-N{length}", seed, length, q.fold,
+                      Roles(q.roles.train, q.roles.validation)) for q in folds]

@@ -8,6 +8,8 @@ trial's torch uses the trial's CPU share.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import time
@@ -147,6 +149,9 @@ def run_sweep(exp: Experiment, plans: list[TrialPlan], store_fingerprint: str, w
     uri = workdir.tracking_uri
     experiment_id = ensure_mlflow_experiment(uri, exp.name, workdir.artifacts)
     sweep_key = exp.sweep_key(store_fingerprint) + ("/search" if search else "")
+    own = sorted(json.dumps([p.name, p.trial], sort_keys=True) for p in plans if p.trial is not None)
+    if own:  # trials with their own configs (a nested search's): the sweep is those configs too
+        sweep_key += "/per-trial:" + hashlib.sha256("\n".join(own).encode()).hexdigest()[:12]
     trial_space = exp.trial.to_dict()
     tune_config = tune.TuneConfig(reuse_actors=True, trial_dirname_creator=lambda t: f"{t.trial_id}")
     n_trials = len(plans)

@@ -56,7 +56,7 @@ def open_store(path: str) -> FrameStore:
 
 def trial_config(config: dict) -> TrialConfig:
     plan = config["plan"]
-    base = TrialConfig.from_dict(config["trial"])
+    base = TrialConfig.from_dict(plan.get("trial") or config["trial"])  # a plan may carry its own config
     data = dataclasses.replace(base.data, length=parse_length(plan["length"]))
     return dataclasses.replace(base, seed=int(plan["seed"]), data=data)
 

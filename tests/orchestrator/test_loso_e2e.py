@@ -103,3 +103,40 @@ def _tune_results(wd, trial_name):
                 keys |= set(result)
     assert keys, f"no Tune results found for {trial_name}"
     return keys
+
+
+def test_nested_loso_search_never_sees_a_folds_subject(casme3_store, ray_session, tmp_path):
+    """`orch search --protocol loso`: each fold is searched on its own training and
+    validation subjects, and each fold's final run uses that fold's best configuration."""
+    wd = tmp_path / "work"
+    space = tmp_path / "space.yaml"
+    space.write_text("model.depth: {grid: [1, 2]}\n")
+    r = CliRunner().invoke(app, ["search", "--protocol", "loso", "--store", str(casme3_store), "--classes", "3",
+                                 "--space", str(space), "--samples", "1", "--epochs", "2", "--grace-period", "1",
+                                 "--seeds", "1", "--workdir", str(wd), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    store = FrameStore(casme3_store)
+    subject_of = dict(zip(store.column("clip_id"), store.column("subject")))
+    client = MlflowClient(f"sqlite:///{wd / 'mlflow.db'}")
+    searched = client.search_runs([client.get_experiment_by_name("search").experiment_id], max_results=100)
+    assert len(searched) == 20  # 10 folds x 2 depths
+    best_val: dict[str, float] = {}
+    for run in searched:
+        fold = run.data.params["fold"]
+        samples = json.loads(_artifact(client, run.info.run_id, "samples.json", tmp_path / run.info.run_id))
+        assert samples["tests"] == {}
+        seen = {subject_of[c] for c in samples["train"] + samples["validation"]}
+        assert fold not in seen and len(seen) == 9
+        assert not any(k.startswith("test") for k in run.data.metrics)
+        best_val[fold] = max(best_val.get(fold, 0.0), run.data.metrics["best_val_uf1"])
+    final = client.search_runs([client.get_experiment_by_name("search-best").experiment_id], max_results=100)
+    assert len(final) == 10 and {x.info.status for x in final} == {"FINISHED"}
+    for run in final:
+        fold, depth = run.data.params["fold"], run.data.params["model.depth"]
+        # this fold's final configuration is one that scored best on this fold's validation
+        chosen = [x for x in searched if x.data.params["fold"] == fold and x.data.params["model.depth"] == depth]
+        assert chosen and chosen[0].data.metrics["best_val_uf1"] == best_val[fold]
+    with open(wd / "reports" / "search" / "best_per_fold.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(x["held_out_subject"] for x in rows) == sorted({x.data.params["fold"] for x in final})
+    assert (wd / "reports" / "search-best" / "loso.md").exists()

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from orchestrator.cli import app
 from orchestrator.experiment import Experiment, Protocol
-from orchestrator.protocols import ProtocolError, plan, search_plan
+from orchestrator.protocols import ProtocolError, plan, search_plans
 from storage.sources import casme3
 from storage.store import Clip, FrameStore, StoreWriter
 from trainables.config import DataConfig, TrialConfig
@@ -98,15 +98,22 @@ def test_validation_never_takes_every_training_subject(tmp_path):
         assert len(p.roles.train.subjects) == 1 and len(p.roles.validation.subjects) == 1
 
 
-def test_search_plans_have_no_test_set(tmp_path):
+def test_search_plans_have_no_test_set_and_loso_searches_each_fold_without_its_subject(tmp_path):
     store = _store(tmp_path / "s", {"train": [f"t{i}" for i in range(10)], "test_A": ["a1"], "test_B": ["b1"]})
-    for kind in ("split", "loso"):
-        p = search_plan(_exp(kind, seeds=(0,), lengths=("all",)), store)
-        assert p.roles.tests == {}
-        assert not _subjects(store, p.roles.train) & _subjects(store, p.roles.validation)
-    split_search = search_plan(_exp("split", seeds=(0,), lengths=("all",)), store)
-    assert (_subjects(store, split_search.roles.train) | _subjects(store, split_search.roles.validation)) <= {
-        f"t{i}" for i in range(10)}
+    (split_search,) = search_plans(_exp("split", seeds=(0,), lengths=("all",)), store)
+    assert split_search.roles.tests == {}
+    train, val = _subjects(store, split_search.roles.train), _subjects(store, split_search.roles.validation)
+    assert not train & val and train | val == {f"t{i}" for i in range(10)}
+    loso = _exp("loso", seeds=(3, 4), lengths=("all", "8"))
+    folds = search_plans(loso, store)
+    assert {p.fold for p in folds} == {f"t{i}" for i in range(10)} | {"a1", "b1"} and len(folds) == 12
+    final = {(p.fold, p.seed): p for p in plan(loso, store) if p.length == "all"}
+    for p in folds:
+        assert p.roles.tests == {} and p.seed == 3 and p.length == "all"
+        assert p.fold not in _subjects(store, p.roles.train) | _subjects(store, p.roles.validation)
+        # the fold's search uses exactly the fold's own training and validation subjects
+        assert p.roles.train == final[(p.fold, 3)].roles.train
+        assert p.roles.validation == final[(p.fold, 3)].roles.validation
 
 
 def test_protocol_errors_name_the_problem(tmp_path):
@@ -149,7 +156,8 @@ def test_dry_run_lists_the_expected_number_of_trials_for_each_protocol(tmp_path)
     assert "then 2 trials of the best configuration (split, 2 seeds)" in said
     said = _said(CliRunner().invoke(app, ["search", "--protocol", "loso", "--space", str(space), "--samples", "1",
                                           *common]))
-    assert "2 search trials (1 samples x 2 grid points" in said and "then 45 trials of the best configuration (loso, 5 seeds)" in said
+    assert "18 search trials (1 samples x 2 grid points x 9 folds" in said and "(nested)" in said
+    assert "then 45 trials of the best configurations (loso, 5 seeds)" in said
     r = CliRunner().invoke(app, ["search", "--space", str(space), "--samples", "1", "--epochs", "3",
                                  "--grace-period", "4", *common])
     assert r.exit_code == 2 and "search.grace_period: between 1 and the epochs (3), got 4" in r.output
