@@ -12,7 +12,8 @@ is logged with it (``samples.json``) for anyone to check:
   first ``validation_fraction`` of the *other* subjects in that order as validation, the
   rest as train, and *s* alone as test. The held-out subject is never a validation subject.
 
-Searches (``search_plan``) get train and validation only: no test set at all.
+Searches (``search_plans``) get train and validation only, no test set at all: the split
+protocol's division once, or for LOSO each fold's own training and validation subjects (nested).
 """
 
 from __future__ import annotations
