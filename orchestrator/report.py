@@ -18,8 +18,6 @@ from mlflow import MlflowClient
 
 from trainables.tracking import SWEEP_KEY_TAG
 
-LENGTH_ORDER = ("4", "8", "12", "16", "all")
-
 
 @dataclass(frozen=True)
 class TrialResult:

@@ -19,17 +19,16 @@ from pathlib import Path
 import ray
 from mlflow import MlflowClient
 from ray import tune
-from rich.console import Console
-
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.basic_variant import BasicVariantGenerator
+from rich.console import Console
 
 from orchestrator.experiment import Experiment
 from orchestrator.protocols import TrialPlan
 from orchestrator.progress import SweepProgress
 from orchestrator.workdir import Workdir
-from trainables.tracking import ERROR_TAG, SWEEP_KEY_TAG
 from trainables.fit import LeakageError
+from trainables.tracking import ERROR_TAG, SWEEP_KEY_TAG
 from trainables.trainable import train_trial
 
 log = logging.getLogger(__name__)
@@ -153,15 +152,14 @@ def run_sweep(exp: Experiment, plans: list[TrialPlan], store_fingerprint: str, w
     if own:  # trials with their own configs (a nested search's): the sweep is those configs too
         sweep_key += "/per-trial:" + hashlib.sha256("\n".join(own).encode()).hexdigest()[:12]
     trial_space = exp.trial.to_dict()
-    tune_config = tune.TuneConfig(reuse_actors=True, trial_dirname_creator=lambda t: f"{t.trial_id}")
+    tune_kwargs = dict(reuse_actors=True, trial_dirname_creator=lambda t: f"{t.trial_id}")
     n_trials = len(plans)
     if search is not None:
         for path, domain in search.space.items():
             section, key = path.split(".", 1)
             trial_space[section][key] = domain
-        tune_config = tune.TuneConfig(
-            num_samples=search.samples, reuse_actors=True, trial_dirname_creator=lambda t: f"{t.trial_id}",
-            search_alg=BasicVariantGenerator(random_state=search.seed),
+        tune_kwargs.update(
+            num_samples=search.samples, search_alg=BasicVariantGenerator(random_state=search.seed),
             scheduler=ASHAScheduler(time_attr="epoch", metric=search.metric, mode="max",
                                     max_t=search.epochs, grace_period=search.grace_period,
                                     reduction_factor=search.reduction_factor))
@@ -186,7 +184,7 @@ def run_sweep(exp: Experiment, plans: list[TrialPlan], store_fingerprint: str, w
         tuner = tune.Tuner(
             tune.with_resources(trainable, resources),
             param_space=param_space,
-            tune_config=tune_config,
+            tune_config=tune.TuneConfig(**tune_kwargs),
             run_config=tune.RunConfig(
                 name=tune_name,
                 storage_path=str(workdir.ray_results),
