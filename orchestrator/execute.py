@@ -27,7 +27,7 @@ from orchestrator.search_space import is_random
 from orchestrator.runner import ResourceError, Search, SweepOutcome, grid_size, init_ray, run_sweep
 from orchestrator.workdir import Workdir
 from storage.selection import label_map
-from storage.sources.synthetic import SyntheticSpec, cached_store_path, ensure_store
+from storage.sources.synthetic import benchmark_spec, cached_store_path, ensure_store
 from storage.store import FrameStore, StoreError
 from trainables.config import TrialConfig
 
@@ -36,21 +36,22 @@ class CommandError(Exception):
     """Something the user asked for cannot be done; the message names what and why."""
 
 
-def builtin_store(wd: Workdir, console: Console) -> Path:
-    spec = SyntheticSpec()
+def builtin_store(wd: Workdir, console: Console, name: str = "default") -> Path:
+    """The built-in benchmark ``name``'s store, built once into the workdir (with progress)."""
+    spec = benchmark_spec(name)
     cached = cached_store_path(spec, wd.stores)
     if cached.exists():
         try:
             FrameStore(cached)
         except StoreError as e:
             raise CommandError(f"{e}; remove it to have it built again") from None
-        console.print(f"benchmark store: {cached} (cached)")
+        console.print(f"benchmark store ({name}): {cached} (cached)")
         return cached
-    with Progress(TextColumn("building the built-in synthetic benchmark"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("clips"), TimeRemainingColumn(), console=console) as bar:
+    with Progress(TextColumn(f"building the built-in synthetic benchmark {name!r}"), BarColumn(),
+                  MofNCompleteColumn(), TextColumn("clips"), TimeRemainingColumn(), console=console) as bar:
         task = bar.add_task("", total=spec.n_clips)
         path, built = ensure_store(spec, wd.stores, progress=lambda i, n: bar.update(task, completed=i))
-    console.print(f"benchmark store: {path} ({'built' if built else 'cached'})")
+    console.print(f"benchmark store ({name}): {path} ({'built' if built else 'cached'})")
     return path
 
 
@@ -59,9 +60,9 @@ def open_store(exp: Experiment, wd: Workdir, console: Console, dry_run: bool) ->
     experiment comes back with the store's absolute path. ``None`` for a dry run whose
     built-in benchmark is not built yet (a dry run builds nothing)."""
     if not exp.store:
-        if dry_run and not cached_store_path(SyntheticSpec(), wd.stores).exists():
+        if dry_run and not cached_store_path(benchmark_spec(exp.benchmark), wd.stores).exists():
             return exp, None
-        path = builtin_store(wd, console)
+        path = builtin_store(wd, console, exp.benchmark)
     else:
         path = Path(exp.store)
     try:

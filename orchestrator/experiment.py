@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 
 from storage.sampling import length_name, parse_length
+from storage.sources.synthetic import BENCHMARKS
 from orchestrator.search_space import parse_space
 from orchestrator.yaml_file import read_yaml
 from trainables.config import TrialConfig, build_dataclass, check_value
@@ -130,7 +131,8 @@ class SearchSpec:
 class Experiment:
     name: str = "ablation"
     protocol: Protocol = field(default_factory=Protocol)
-    store: str = ""  # a frame store's path; "" = the built-in synthetic benchmark
+    store: str = ""  # a frame store's path; "" = the built-in synthetic benchmark named by `benchmark`
+    benchmark: str = "default"  # which built-in benchmark (storage.sources.synthetic.BENCHMARKS) when no store
     seeds: tuple[int, ...] = tuple(range(30))
     lengths: tuple[str, ...] = DEFAULT_LENGTHS
     trial: TrialConfig = field(default_factory=TrialConfig)  # seed and length are set per trial
@@ -143,6 +145,8 @@ class Experiment:
     def __post_init__(self):
         if not _NAME.fullmatch(self.name):
             raise ValueError(f"name: {self.name!r} must be 1-100 of letters, digits, '_', '.', '-'")
+        if self.benchmark not in BENCHMARKS:
+            raise ValueError(f"benchmark: {self.benchmark!r} is not one of {sorted(BENCHMARKS)}")
         seeds = tuple(self.seeds)
         if not seeds:
             raise ValueError("seeds: at least one seed is needed")
@@ -201,6 +205,8 @@ class Experiment:
         p = self.protocol
         out = {"experiment.name": self.name, "protocol": p.kind,
                "protocol.validation_fraction": str(p.validation_fraction)}
+        if not self.store:
+            out["experiment.benchmark"] = self.benchmark
         if p.kind == "loso":
             out["protocol.use_splits"] = ",".join(p.use_splits) or "*"
         return out
@@ -227,7 +233,7 @@ class Experiment:
         if unknown:
             raise ValueError(f"experiment: unknown field(s) {sorted(unknown)}; known: {sorted(fields)}")
         kw = dict(d)
-        for name in ("name", "store", "max_failures", "checkpoint_every", "save_model"):
+        for name in ("name", "store", "benchmark", "max_failures", "checkpoint_every", "save_model"):
             if name in kw:
                 kw[name] = check_value(kw[name], getattr(cls, name), name) if kw[name] is not None else _none(name)
         if "protocol" in kw:

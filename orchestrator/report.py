@@ -2,7 +2,9 @@
 exactly what the runs hold.
 
 Table 4 layout (the frame-length ablation): one row per N, test UF1 and UAR as mean ± std
-over seeds (sample standard deviation, ddof = 1), and the number of seeds the row is over.
+over seeds (sample standard deviation, ddof = 1), the number of seeds the row is over, and
+each N against all frames: the paired Wilcoxon signed-rank test (scipy, two-sided) of the
+UF1s of the seeds both hold.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ class AblationRow:
     uf1_std: float
     uar_mean: float
     uar_std: float
+    p_vs_all: float = math.nan  # paired Wilcoxon signed-rank p of UF1 against all frames (NaN: no test)
+    n_pairs: int = 0  # the seeds the test pairs
 
 
 def finished_runs(uri: str, experiment_id: str, sweep_key: str, names: Iterable[str] | None = None) -> list[TrialResult]:
@@ -77,12 +81,31 @@ def mean_std(x: list[float]) -> tuple[float, float]:
 
 def ablation_table(results: list[TrialResult]) -> list[AblationRow]:
     rows = []
+    all_frames = {r.seed: r.test_uf1 for r in results if r.length == "all"}
     for length in sorted({r.length for r in results}, key=length_key):
         rs = [r for r in results if r.length == length]
         uf1 = mean_std([r.test_uf1 for r in rs])
         uar = mean_std([r.test_uar for r in rs])
-        rows.append(AblationRow(length, len(rs), *uf1, *uar))
+        pairs = [(r.test_uf1, all_frames[r.seed]) for r in rs if r.seed in all_frames] if length != "all" else []
+        rows.append(AblationRow(length, len(rs), *uf1, *uar, *paired_wilcoxon(pairs)))
     return rows
+
+
+def paired_wilcoxon(pairs: list[tuple[float, float]]) -> tuple[float, int]:
+    """Two-sided Wilcoxon signed-rank p-value of paired scores (scipy; NaN when fewer than 2
+    pairs or when every pair is tied) and the number of pairs."""
+    from scipy.stats import wilcoxon
+
+    if len(pairs) < 2:
+        return math.nan, len(pairs)
+    a, b = np.asarray(pairs, dtype=np.float64).T
+    if np.all(a == b):
+        return math.nan, len(pairs)
+    return float(wilcoxon(a, b).pvalue), len(pairs)
+
+
+def p_text(p: float) -> str:
+    return "–" if math.isnan(p) else (f"{p:.2g}" if p >= 1e-4 else "< 0.0001")
 
 
 def pm(mean: float, std: float, scale: float = 100.0) -> str:
@@ -93,19 +116,23 @@ def pm(mean: float, std: float, scale: float = 100.0) -> str:
 
 def to_markdown(rows: list[AblationRow], title: str) -> str:
     lines = [f"### {title}", "",
-             "| N frames | UF1 (%) | UAR (%) | seeds |", "|---|---|---|---|"]
-    lines += [f"| {r.length} | {pm(r.uf1_mean, r.uf1_std)} | {pm(r.uar_mean, r.uar_std)} | {r.n_seeds} |"
-              for r in rows]
-    lines += ["", "Test-split scores of the best-validation epoch; mean ± sample std (ddof=1) over seeds."]
+             "| N frames | UF1 (%) | UAR (%) | seeds | UF1 vs all: Wilcoxon p |", "|---|---|---|---|---|"]
+    lines += [f"| {r.length} | {pm(r.uf1_mean, r.uf1_std)} | {pm(r.uar_mean, r.uar_std)} | {r.n_seeds} | "
+              f"{p_text(r.p_vs_all)} |" for r in rows]
+    lines += ["", "Test-split scores of the best-validation epoch; mean ± sample std (ddof=1) over seeds. "
+              "p: two-sided paired Wilcoxon signed-rank test of UF1 against all frames over the seeds both "
+              "hold (scipy; not corrected for multiple comparisons); a difference it cannot tell from "
+              "chance is not a ranking."]
     return "\n".join(lines) + "\n"
 
 
 def write_csv(rows: list[AblationRow], path: Path) -> None:
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["n_frames", "n_seeds", "uf1_mean", "uf1_std", "uar_mean", "uar_std"])
+        w.writerow(["n_frames", "n_seeds", "uf1_mean", "uf1_std", "uar_mean", "uar_std", "uf1_wilcoxon_p_vs_all",
+                    "n_pairs"])
         for r in rows:
-            w.writerow([r.length, r.n_seeds, r.uf1_mean, r.uf1_std, r.uar_mean, r.uar_std])
+            w.writerow([r.length, r.n_seeds, r.uf1_mean, r.uf1_std, r.uar_mean, r.uar_std, r.p_vs_all, r.n_pairs])
 
 
 def plot(rows: list[AblationRow], path: Path, title: str) -> None:

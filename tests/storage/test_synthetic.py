@@ -4,9 +4,9 @@ import pytest
 
 import numpy as np
 
-from storage.sources.synthetic import DFME_CLASSES, SyntheticSpec, ensure_store, generate
-from storage.sources.synthetic.benchmark import _deformation
-from storage.sources.synthetic.expressions import EXPRESSIONS, envelope
+from storage.sources.synthetic import DFME_CLASSES, SyntheticSpec, benchmark_spec, ensure_store, generate
+from storage.sources.synthetic.benchmark import _deformation, plan
+from storage.sources.synthetic.expressions import EXPRESSIONS, envelope, motion_span, twitch
 from storage.store import FrameStore
 from tests.conftest import TINY
 
@@ -33,22 +33,28 @@ def test_splits_are_subject_disjoint_and_hold_every_class():
         assert {c.label for c in clips if c.split == split} == set(DFME_CLASSES)
 
 
-def test_default_benchmark_is_imbalanced_and_dfme_like():
+def test_default_benchmark_is_imbalanced_at_dfme_like_lengths():
     spec = SyntheticSpec()
-    assert spec.n_clips == 28 * 9
-    counts = Counter(c for c in _labels(spec))
-    assert counts.most_common(1)[0][0] == "disgust"
-    assert max(counts.values()) >= 2.5 * min(counts.values())
+    assert spec.n_clips == 34 * 9
+    counts = Counter(c.label for c in plan(spec))
+    assert max(counts.values()) >= 2 * min(counts.values())
     assert set(spec.fps_choices) == {200, 300, 500}
+    assert spec.duration_s == (0.32, 0.64)  # 32-64 frames at 100 fps
 
 
-def _labels(spec):
-    from storage.sources.synthetic.benchmark import SPLITS, _class_counts
-
-    out = []
-    for i, split in enumerate(SPLITS):
-        out += _class_counts(spec.subjects[split] * spec.clips_per_subject, np.random.default_rng([spec.seed, i, 0]))
-    return out
+def test_dfme_size_preset_has_dfme_split_sizes_disjoint_subjects_and_imbalance():
+    spec = benchmark_spec("dfme-size")
+    clips = plan(spec)
+    assert len(clips) == spec.n_clips == 2629
+    assert Counter(c.split for c in clips) == {"train": 1856, "test_A": 474, "test_B": 299}
+    subjects = {split: {c.subject for c in clips if c.split == split} for split in ("train", "test_A", "test_B")}
+    assert sum(map(len, subjects.values())) == len(set().union(*subjects.values())) == 259
+    counts = Counter(c.label for c in clips)
+    assert set(counts) == set(DFME_CLASSES)
+    assert counts.most_common(1)[0][0] == "disgust" and min(counts, key=counts.get) == "contempt"
+    assert max(counts.values()) >= 4 * min(counts.values())
+    with pytest.raises(ValueError, match="unknown 'dfme'"):
+        benchmark_spec("dfme")
 
 
 def test_displacements_are_micro():
@@ -80,14 +86,41 @@ def test_motion_is_local():
             assert rows.max() / spec.size < 0.5, clip.label  # only the upper face moved
 
 
+def _peaks(e):
+    return int(np.sum((e[1:-1] > e[:-2]) & (e[1:-1] >= e[2:]) & (e[1:-1] > 0.3)))
+
+
 def test_fear_and_surprise_differ_only_in_dynamics():
     assert EXPRESSIONS["fear"].movements == EXPRESSIONS["surprise"].movements
     assert EXPRESSIONS["happiness"].movements == EXPRESSIONS["contempt"].movements
-    t = np.linspace(0, 1, 200)
-    peaks = lambda e: int(np.sum((e[1:-1] > e[:-2]) & (e[1:-1] >= e[2:]) & (e[1:-1] > 0.3)))  # noqa: E731
+    t = np.arange(0, 0.8, 0.001)  # seconds, finely
     for k in range(10):
-        assert peaks(envelope("double", t, np.random.default_rng(k))) == 2
-        assert peaks(envelope("single", t, np.random.default_rng(k))) == 1
+        rng = np.random.default_rng(k)
+        span = motion_span(0.8, rng)
+        assert _peaks(envelope("double", t, rng, span)) == 2
+        assert _peaks(envelope("single", t, rng, span)) == 1
+
+
+def test_the_contempt_twitch_is_seen_by_all_frames_and_often_missed_by_16():
+    """Temporal by construction: at 100 fps a 32-64 frame clip always shows the twitch in
+    some frame, while 16 evenly spaced frames step over it in a good share of clips, and
+    fewer frames miss it more often."""
+    from storage.sampling import uniform_indices
+
+    missed = {4: 0, 8: 0, 12: 0, 16: 0}
+    n_clips = 400
+    for k in range(n_clips):
+        rng = np.random.default_rng(k)
+        n = int(rng.integers(32, 65))
+        t = np.arange(n) / 100.0
+        brief = twitch(t, rng, motion_span(t[-1], rng))
+        assert brief.max() > 0.5  # every frame: the twitch is always seen
+        assert np.count_nonzero(brief) <= 5  # brief: at most 5 frames at 100 fps
+        for length in missed:
+            missed[length] += brief[uniform_indices(n, length)].max() < 0.25
+    rates = [missed[length] / n_clips for length in (4, 8, 12, 16)]
+    # measured: 87 % / 62 % / 40 % / 25 % of clips for N = 4 / 8 / 12 / 16
+    assert rates == sorted(rates, reverse=True) and rates[-1] > 0.2, rates
 
 
 def test_ensure_store_builds_once_with_flow_features(tmp_path):

@@ -21,7 +21,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from storage.sources.synthetic.expressions import CLASS_WEIGHTS, DFME_CLASSES, EXPRESSIONS, envelope
+from storage.sources.synthetic.expressions import (CLASS_WEIGHTS, DFME_CLASSES, EXPRESSIONS, TWITCH_GAIN, Movement,
+                                                   envelope, motion_span, twitch)
 from storage.sources.synthetic.face import face_affine, photo_gray, point_px
 from storage.ingest import IngestOptions, prepare
 from storage.preprocess.temporal import resample_indices
@@ -31,13 +32,19 @@ from storage.store import Clip, FrameStore, StoreError, StoreWriter
 
 DATASET = "synthetic"
 # bump when rendering or the per-clip pipeline (crop, landmarks, flow) changes what a spec builds
-BUILD_VERSION = 2
+BUILD_VERSION = 3
 SPLITS = ("train", "test_A", "test_B")
 # CAS(ME)^3 emotions -> the synthetic expression rendered for them, and back
 CASME3_TO_SYNTHETIC = {"happy": "happiness", "anger": "anger", "fear": "fear", "disgust": "disgust",
                        "surprise": "surprise", "sad": "sadness", "others": "contempt"}
 SYNTHETIC_TO_CASME3 = {v: k for k, v in CASME3_TO_SYNTHETIC.items()}
 LABEL_SETS = {"dfme": DFME_CLASSES, "casme3": EMOTIONS_7}
+# DFME-like imbalance for the DFME-size preset: disgust most frequent, contempt rarest (~5:1)
+DFME_WEIGHTS = {
+    "anger": 0.08, "contempt": 0.05, "disgust": 0.26, "fear": 0.13,
+    "happiness": 0.15, "sadness": 0.11, "surprise": 0.22,
+}
+WEIGHTS = {"benchmark": CLASS_WEIGHTS, "dfme": DFME_WEIGHTS}
 
 
 @dataclass(frozen=True)
@@ -46,15 +53,23 @@ class SyntheticSpec:
 
     seed: int = 0
     size: int = 48  # stored frames are size x size grayscale
-    subjects: dict[str, int] = field(default_factory=lambda: {"train": 16, "test_A": 6, "test_B": 6})
+    # test_B is the ablation's test set: 12 subjects (108 clips), so that a class of 6 % is
+    # more than a handful of clips and the seeds' scores are not dominated by a few of them
+    subjects: dict[str, int] = field(default_factory=lambda: {"train": 16, "test_A": 6, "test_B": 12})
     clips_per_subject: int = 9
+    # total clips per split, spread over its subjects as evenly as possible (instead of
+    # ``clips_per_subject`` each) — the DFME-size preset's exact split sizes
+    clips: dict[str, int] | None = None
+    # class proportions: "benchmark" (expressions.CLASS_WEIGHTS) or "dfme" (DFME_WEIGHTS)
+    class_weights: str = "benchmark"
     fps_choices: tuple[int, ...] = (200, 300, 500)
-    duration_s: tuple[float, float] = (0.28, 0.32)
+    # 0.32-0.64 s: 32-64 frames at 100 fps, long enough that 16 evenly spaced frames step
+    # over the briefest movements (expressions.py) that all frames see
+    duration_s: tuple[float, float] = (0.32, 0.64)
     amplitude_px: tuple[float, float] = (0.6, 2.0)  # largest displacement at apex, stored pixels
     drift_px: float = 0.3  # largest head drift over a clip, stored pixels
     noise: float = 1.0  # sensor noise, grey levels (std)
     sigma: float = 0.07  # spatial extent of a deformation, face-box units
-    pulse: tuple[float, float] = (0.15, 0.22)  # width of each pulse of a double, fraction of the motion
     # fraction of the frame's width the face box spans: 1.0 is a tight face crop (the
     # built-in benchmark); less shows the photo around the face, as raw camera frames do
     # (the dataset layouts use it, so that ingest's face detector has a face to find)
@@ -77,6 +92,18 @@ class SyntheticSpec:
     def __post_init__(self):
         if self.labels not in LABEL_SETS:
             raise ValueError(f"labels: expected one of {sorted(LABEL_SETS)}, got {self.labels!r}")
+        if self.class_weights not in WEIGHTS:
+            raise ValueError(f"class_weights: expected one of {sorted(WEIGHTS)}, got {self.class_weights!r}")
+        for split, n in (self.clips or {}).items():
+            if split not in self.subjects or n < self.subjects[split]:
+                raise ValueError(f"clips[{split!r}]: {n} clips need a split of at most {n} subjects "
+                                 f"(subjects: {self.subjects})")
+
+    def split_clips(self, split: str) -> int:
+        """How many clips the split holds."""
+        if self.clips is not None and split in self.clips:
+            return self.clips[split]
+        return self.subjects[split] * self.clips_per_subject
 
     @property
     def vocabulary(self) -> tuple[str, ...]:
@@ -101,12 +128,12 @@ class SyntheticSpec:
 
     @property
     def n_clips(self) -> int:
-        return sum(self.subjects.values()) * self.clips_per_subject
+        return sum(self.split_clips(s) for s in self.subjects)
 
 
-def _class_counts(n: int, rng: np.random.Generator) -> list[str]:
-    """``n`` labels in the benchmark's proportions, every class at least once (n >= 7)."""
-    w = np.array([CLASS_WEIGHTS[c] for c in DFME_CLASSES])
+def _class_counts(n: int, rng: np.random.Generator, weights: str = "benchmark") -> list[str]:
+    """``n`` labels in the proportions ``weights`` names, every class at least once (n >= 7)."""
+    w = np.array([WEIGHTS[weights][c] for c in DFME_CLASSES])
     raw = w / w.sum() * n
     counts = np.maximum(np.floor(raw).astype(int), 1 if n >= len(w) else 0)
     while counts.sum() < n:
@@ -138,13 +165,17 @@ class _Subject:
         self.expressivity = rng.uniform(0.8, 1.2)
 
 
-def _deformation(expression: str, render: int, sigma: float, face_view: float = 1.0) -> np.ndarray:
-    """Displacement field [render, render, 2] of an expression, scaled so that its largest
-    displacement is 1 (``amplitude_px`` is then the largest displacement at apex)."""
+def _deformation(movements: str | tuple[Movement, ...], render: int, sigma: float,
+                 face_view: float = 1.0) -> np.ndarray:
+    """Displacement field [render, render, 2] of an expression's movements (or of the named
+    expression's main movements), scaled so that its largest displacement is 1
+    (``amplitude_px`` is then the largest displacement at apex)."""
+    if isinstance(movements, str):
+        movements = EXPRESSIONS[movements].movements
     gx, gy = np.meshgrid(np.arange(render, dtype=np.float32), np.arange(render, dtype=np.float32))
     s = sigma * render * face_view
     field_ = np.zeros((render, render, 2), np.float32)
-    for mv in EXPRESSIONS[expression].movements:
+    for mv in movements:
         px, py = point_px(mv.point, render, face_view)
         g = np.exp(-((gx - px) ** 2 + (gy - py) ** 2) / (2 * s * s))
         field_[..., 0] += mv.direction[0] * g
@@ -163,10 +194,18 @@ def render_clip(subject: _Subject, expression: str, spec: SyntheticSpec,
     duration = rng.uniform(*spec.duration_s)
     n = n_frames if n_frames is not None else max(2, int(round(duration * fps)))
     t = np.linspace(0.0, 1.0, n)
-    env = envelope(EXPRESSIONS[expression].dynamics, t, rng, spec.pulse)
+    t_s = np.arange(n) / fps  # the expression's dynamics are in seconds
+    span = motion_span((n - 1) / fps, rng)
+    expr = EXPRESSIONS[expression]
+    env = envelope(expr.dynamics, t_s, rng, span)
     scale = spec.view * r / spec.size  # pixels of the render per pixel of a size-wide face box
     amp = rng.uniform(*spec.amplitude_px) * subject.expressivity * scale
-    field_ = _deformation(expression, r, spec.sigma, spec.view) * amp
+    field_ = _deformation(expr.movements, r, spec.sigma, spec.view) * amp
+    if expr.twitch:
+        brief = twitch(t_s, rng, span)
+        twitch_field = _deformation(expr.twitch, r, spec.sigma, spec.view) * amp * TWITCH_GAIN
+    else:
+        brief, twitch_field = np.zeros(n), None
     # slow head drift: a linear walk plus a gentle sway, at most drift_px stored pixels
     d = spec.drift_px * scale
     lin = rng.uniform(-0.7, 0.7, 2) * d
@@ -179,12 +218,15 @@ def render_clip(subject: _Subject, expression: str, spec: SyntheticSpec,
     for j, k in enumerate(rendered):
         dx = env[k] * field_[..., 0] + lin[0] * t[k] + sway[0] * np.sin(2 * np.pi * t[k] + phase)
         dy = env[k] * field_[..., 1] + lin[1] * t[k] + sway[1] * np.sin(2 * np.pi * t[k] + phase)
+        if brief[k] > 0:
+            dx = dx + brief[k] * twitch_field[..., 0]
+            dy = dy + brief[k] * twitch_field[..., 1]
         warped = cv2.remap(subject.image, (gx - dx).astype(np.float32), (gy - dy).astype(np.float32),
                            cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         small = cv2.resize(warped, (size, size), interpolation=cv2.INTER_AREA)
         small += rng.normal(0.0, spec.noise, small.shape).astype(np.float32)
         frames[j] = np.clip(np.rint(small), 0, 255)
-    return frames, int(np.argmax(env)), n
+    return frames, int(np.argmax(env + brief)), n
 
 
 @dataclass(frozen=True)
@@ -210,13 +252,15 @@ def plan(spec: SyntheticSpec) -> list[PlannedClip]:
     out, subject_no = [], 0
     extra = [s for s in spec.subjects if s not in SPLITS]  # e.g. "all" (a LOSO store)
     for split in [*(s for s in SPLITS if s in spec.subjects), *extra]:
-        n_subjects = spec.subjects[split]
-        labels = _class_counts(n_subjects * spec.clips_per_subject,
-                               np.random.default_rng([spec.seed, (SPLITS + tuple(extra)).index(split), 0]))
+        n_subjects, n_clips = spec.subjects[split], spec.split_clips(split)
+        labels = _class_counts(n_clips, np.random.default_rng([spec.seed, (SPLITS + tuple(extra)).index(split), 0]),
+                               spec.class_weights)
+        start = 0
         for s in range(n_subjects):
             subject_no += 1
-            out += [PlannedClip(split, subject_no, k, labels[s * spec.clips_per_subject + k])
-                    for k in range(spec.clips_per_subject)]
+            k_clips = n_clips // n_subjects + (s < n_clips % n_subjects)
+            out += [PlannedClip(split, subject_no, k, labels[start + k]) for k in range(k_clips)]
+            start += k_clips
     return out
 
 
@@ -330,3 +374,22 @@ def ensure_store(spec: SyntheticSpec, cache_dir: str | Path,
             return path, False
         raise
     return path, True
+
+
+# The built-in benchmarks by name (``orch ... --benchmark NAME``).
+BENCHMARKS: dict[str, SyntheticSpec] = {
+    # the default: 34 subjects x 9 clips (144 / 54 / 108), 32-64 frames at 100 fps
+    "default": SyntheticSpec(),
+    # DFME's competition split at full size: 2,629 clips of 259 subjects, 1,856 / 474 / 299
+    # in train / test_A / test_B (subjects disjoint), DFME-like class imbalance — what
+    # performance and cluster runs are measured on
+    "dfme-size": SyntheticSpec(subjects={"train": 183, "test_A": 47, "test_B": 29},
+                               clips={"train": 1856, "test_A": 474, "test_B": 299}, class_weights="dfme"),
+}
+
+
+def benchmark_spec(name: str) -> SyntheticSpec:
+    try:
+        return BENCHMARKS[name]
+    except KeyError:
+        raise ValueError(f"benchmark: unknown {name!r}; known: {sorted(BENCHMARKS)}") from None
