@@ -142,7 +142,7 @@ def test_dry_run_lists_the_expected_number_of_trials_for_each_protocol(tmp_path)
     assert "fold-t0-seed0-Nall" in said and "fold-b2-seed1-Nall" in said
     assert f"{at_once} trials at a time, {-(-18 // at_once)} rounds" in said
 
-    said = _said(CliRunner().invoke(app, ["split", "--seeds", "3", "--length", "8,all", *common]))
+    said = _said(CliRunner().invoke(app, ["split", "--seeds", "3", "--lengths", "8,all", *common]))
     assert "6 trials = 3 seeds x 2 lengths (8, all)" in said and "seed2-N8" in said
     assert "tests='test_A', 'test_B'" in said
 
