@@ -67,7 +67,9 @@ def trial_config(config: dict) -> TrialConfig:
 def trial_key(sweep_key: str, name: str, trial: TrialConfig) -> str:
     """A trial's identity: its sweep, its name in the protocol (seed, length, fold) and a
     digest of its whole config (searches sample several configs under one name); the store
-    is in the sweep key by fingerprint, so its path is left out."""
+    is in the sweep key by fingerprint, so its path is left out. The code that computes the
+    numbers is the other half of the identity: ``tracking.TrialRun.open`` looks for runs of
+    this key made by this code digest (``config["code"]``)."""
     return f"{sweep_key}/{name}/{trial.digest(exclude=('data.store',))}"
 
 
