@@ -77,7 +77,7 @@ def test_a_code_change_trains_again_unless_reuse_across_versions(tiny_store, ray
     assert {r.data.params["code.git_commit"] for r in new} == {"f" * 40}
     assert {r.info.status for r in after} == {"FINISHED"}
 
-    # yet other code, asked to reuse across versions: nothing trained, the runs it reused say who made them
+    # yet other code, asked to reuse across versions: nothing trained; the summary says the run was made by other code
     monkeypatch.setattr(runner, "code_version", lambda: {**here, "digest": "fedcba9876543210"})
     across = CliRunner().invoke(app, [*args, "--reuse-across-versions"])
     assert across.exit_code == 0, across.output
