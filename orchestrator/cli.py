@@ -35,6 +35,9 @@ WORKDIR = typer.Option(None, help=f"Where everything is written (default ${ENV_V
 PROGRESS = typer.Option(True, help="Show the live progress display.")
 DRY_RUN = typer.Option(False, "--dry-run", help="Print the trials and the resource plan; run nothing.")
 SAVE_YAML = typer.Option(None, "--save-yaml", help="Write the experiment as YAML (for `orch run`) and exit.")
+LENGTHS_HELP = "Frames per clip, comma-separated: integers or 'all' (e.g. 4,8,all)."
+REUSE = typer.Option(False, "--reuse-across-versions", help="Reuse FINISHED runs of the same trials even if other "
+                     "code made them (default: only runs made by the code running now; each run records its code).")
 CLASSES = typer.Option(None, help="3 or 7: CAS(ME)^3's 3-class (negative/positive/surprise; 'others' left out) "
                        "or 7-class task. Default: the store's own labels.")
 
@@ -72,7 +75,7 @@ def _experiment(name: str, protocol: Protocol, store: Optional[Path], seeds: int
 
 
 def _go(exp: Experiment, workdir: Optional[Path], address: Optional[str], progress: bool, dry_run: bool,
-        save_yaml: Optional[Path]) -> None:
+        save_yaml: Optional[Path], reuse_across_versions: bool = False) -> None:
     if save_yaml is not None:
         save_yaml.write_text(exp.to_yaml())
         console.print(f"experiment written to {save_yaml}; run it with: orch run {save_yaml}")
@@ -80,7 +83,8 @@ def _go(exp: Experiment, workdir: Optional[Path], address: Optional[str], progre
     wd = Workdir.resolve(workdir) if not dry_run else _dry_workdir(workdir)
     console.print(f"workdir: [bold]{wd.root}[/]")
     try:
-        code = ex.execute(exp, wd, console, address=address, show_progress=progress, dry_run=dry_run)
+        code = ex.execute(exp, wd, console, address=address, show_progress=progress, dry_run=dry_run,
+                          reuse_across_versions=reuse_across_versions)
     except ex.CommandError as e:
         _fail(str(e))
     if code:
@@ -99,7 +103,7 @@ def _dry_workdir(path: Optional[Path]) -> Workdir:
 @app.command()
 def ablation(
     seeds: int = typer.Option(30, help="Number of random seeds (0 .. seeds-1)."),
-    lengths: str = typer.Option(",".join(DEFAULT_LENGTHS), help="Frames per clip, comma-separated: integers or 'all'."),
+    lengths: str = typer.Option(",".join(DEFAULT_LENGTHS), help=LENGTHS_HELP),
     store: Optional[Path] = typer.Option(None, help="Frame store to use; default: the built-in synthetic benchmark."),
     epochs: int = EPOCHS,
     token: str = TOKEN,
@@ -111,6 +115,7 @@ def ablation(
     progress: bool = PROGRESS,
     dry_run: bool = DRY_RUN,
     save_yaml: Optional[Path] = SAVE_YAML,
+    reuse_across_versions: bool = REUSE,
 ):
     """Frame-length ablation: seeds x N frames as one Ray Tune experiment.
 
@@ -119,7 +124,7 @@ def ablation(
     """
     exp = _experiment(experiment, Protocol("ablation"), store, seeds, lengths, epochs, token, "store",
                       cpus_per_trial, gpus_per_trial)
-    _go(exp, workdir, address, progress, dry_run, save_yaml)
+    _go(exp, workdir, address, progress, dry_run, save_yaml, reuse_across_versions)
 
 
 @app.command()
@@ -128,7 +133,7 @@ def loso(
                                          "built-in benchmark."),
     classes: Optional[int] = CLASSES,
     seeds: int = typer.Option(1, help="Number of random seeds (0 .. seeds-1): trials = folds x seeds."),
-    length: str = typer.Option("all", "--length", help="Frames per clip (integers or 'all'; comma-separated for several)."),
+    lengths: str = typer.Option("all", help=LENGTHS_HELP),
     validation_fraction: float = typer.Option(0.2, help="Share of each fold's training subjects drawn (per seed) "
                                               "as validation subjects, which choose the epoch."),
     use_splits: str = typer.Option("", help="Store splits whose clips take part, comma-separated (default: all)."),
@@ -142,6 +147,7 @@ def loso(
     progress: bool = PROGRESS,
     dry_run: bool = DRY_RUN,
     save_yaml: Optional[Path] = SAVE_YAML,
+    reuse_across_versions: bool = REUSE,
 ):
     """Leave-one-subject-out: one fold per subject, folds x seeds trials on Ray Tune.
 
@@ -155,16 +161,16 @@ def loso(
                          use_splits=tuple(x.strip() for x in use_splits.split(",") if x.strip()))
     except ValueError as e:
         _fail(str(e))
-    exp = _experiment(experiment, proto, store, seeds, length, epochs, token, _label_map(classes),
+    exp = _experiment(experiment, proto, store, seeds, lengths, epochs, token, _label_map(classes),
                       cpus_per_trial, gpus_per_trial)
-    _go(exp, workdir, address, progress, dry_run, save_yaml)
+    _go(exp, workdir, address, progress, dry_run, save_yaml, reuse_across_versions)
 
 
 @app.command()
 def split(
     store: Optional[Path] = typer.Option(None, help="Frame store (e.g. ingested DFME); default: the built-in benchmark."),
     seeds: int = typer.Option(5, help="Number of random seeds (0 .. seeds-1); each draws its own validation subjects."),
-    length: str = typer.Option("all", "--length", help="Frames per clip (integers or 'all'; comma-separated for several)."),
+    lengths: str = typer.Option("all", help=LENGTHS_HELP),
     train_split: str = typer.Option("train", help="The store split divided into train and validation."),
     tests: str = typer.Option("test_A,test_B", help="Store splits the selected epoch predicts, comma-separated."),
     validation_fraction: float = typer.Option(0.2, help="Share of the training split's subjects drawn (per seed) "
@@ -180,6 +186,7 @@ def split(
     progress: bool = PROGRESS,
     dry_run: bool = DRY_RUN,
     save_yaml: Optional[Path] = SAVE_YAML,
+    reuse_across_versions: bool = REUSE,
 ):
     """DFME's competition split (the paper's Section 4.2, Tables 2 and 3).
 
@@ -192,9 +199,9 @@ def split(
                          test_splits=tuple(x.strip() for x in tests.split(",") if x.strip()))
     except ValueError as e:
         _fail(str(e))
-    exp = _experiment(experiment, proto, store, seeds, length, epochs, token, "store",
+    exp = _experiment(experiment, proto, store, seeds, lengths, epochs, token, "store",
                       cpus_per_trial, gpus_per_trial, save_model=save_model)
-    _go(exp, workdir, address, progress, dry_run, save_yaml)
+    _go(exp, workdir, address, progress, dry_run, save_yaml, reuse_across_versions)
 
 
 @app.command()
@@ -207,7 +214,7 @@ def search(
     store: Optional[Path] = typer.Option(None, help="Frame store; default: the built-in benchmark."),
     classes: Optional[int] = CLASSES,
     seeds: int = typer.Option(5, help="Seeds the best configuration is re-run over (the search uses seed 0's split)."),
-    length: str = typer.Option("all", "--length", help="Frames per clip (integers or 'all')."),
+    lengths: str = typer.Option("all", help=LENGTHS_HELP + " The search uses the first."),
     epochs: int = EPOCHS,
     token: str = TOKEN,
     grace_period: Optional[int] = typer.Option(None, help="ASHA: epochs every configuration trains before it may "
@@ -220,6 +227,7 @@ def search(
     progress: bool = PROGRESS,
     dry_run: bool = DRY_RUN,
     save_yaml: Optional[Path] = SAVE_YAML,
+    reuse_across_versions: bool = REUSE,
 ):
     """Hyperparameter search on Ray Tune (random / grid, ASHA early stopping on validation
     UF1), then the best configuration re-run over seeds and reported like its protocol.
@@ -231,14 +239,14 @@ def search(
 
     if protocol not in ("split", "loso"):
         _fail(f"--protocol: split or loso, got {protocol!r}")
-    exp = _experiment(experiment, Protocol(protocol), store, seeds, length, epochs, token,
+    exp = _experiment(experiment, Protocol(protocol), store, seeds, lengths, epochs, token,
                       _label_map(classes) if protocol == "loso" else "store", cpus_per_trial, gpus_per_trial,
                       save_model=protocol == "split")
     try:
         exp = dataclasses.replace(exp, search=SearchSpec(read_yaml(space), samples, grace_period))
     except ValueError as e:
         _fail(f"{space}: {e}" if str(space) not in str(e) else str(e))
-    _go(exp, workdir, address, progress, dry_run, save_yaml)
+    _go(exp, workdir, address, progress, dry_run, save_yaml, reuse_across_versions)
 
 
 @app.command()
@@ -248,6 +256,7 @@ def run(
     workdir: Optional[Path] = WORKDIR,
     progress: bool = PROGRESS,
     dry_run: bool = DRY_RUN,
+    reuse_across_versions: bool = REUSE,
 ):
     """Run the experiment a YAML file describes (protocol, store, label map, model,
     optimiser, schedule, epochs, seeds, resources; a search first, if it has one)."""
@@ -255,7 +264,7 @@ def run(
         exp = Experiment.from_yaml(experiment_yaml)
     except ValueError as e:
         _fail(str(e))
-    _go(exp, workdir, address, progress, dry_run, None)
+    _go(exp, workdir, address, progress, dry_run, None, reuse_across_versions)
 
 
 @app.command()

@@ -122,20 +122,22 @@ def print_plan(console: Console, exp: Experiment, fs: FrameStore | None, plans: 
 
 
 def sweep(exp: Experiment, plans: list[TrialPlan], fs: FrameStore, wd: Workdir, console: Console,
-          address: str | None, show_progress: bool, search: Search | None = None) -> SweepOutcome:
+          address: str | None, show_progress: bool, search: Search | None = None,
+          reuse_across_versions: bool = False) -> SweepOutcome:
     try:
         return run_sweep(exp, plans, fs.fingerprint, wd, address=address, console=console,
-                         show_progress=show_progress, search=search)
+                         show_progress=show_progress, search=search, reuse_across_versions=reuse_across_versions)
     except ResourceError as e:
         raise CommandError(str(e)) from None
 
 
 def execute(exp: Experiment, wd: Workdir, console: Console, address: str | None = None,
-            show_progress: bool = True, dry_run: bool = False) -> int:
+            show_progress: bool = True, dry_run: bool = False, reuse_across_versions: bool = False) -> int:
     """Run ``exp`` (or print its plan) — its search first, if it has one; returns the exit
-    status (1 if a trial failed)."""
+    status (1 if a trial failed). FINISHED runs are reused only if the code running now made
+    them, or with ``reuse_across_versions`` whatever code made them."""
     if exp.search is not None:
-        return search_then_run(exp, wd, console, address, show_progress, dry_run)
+        return search_then_run(exp, wd, console, address, show_progress, dry_run, reuse_across_versions)
     exp, fs = open_store(exp, wd, console, dry_run)
     plans = plans_of(exp, fs) if fs is not None else None
     if dry_run:
@@ -145,21 +147,23 @@ def execute(exp: Experiment, wd: Workdir, console: Console, address: str | None 
             return 0
         print_plan(console, exp, fs, plans, address)
         return 0
-    return _run_plans(exp, plans, fs, wd, console, address, show_progress)
+    return _run_plans(exp, plans, fs, wd, console, address, show_progress, reuse_across_versions)
 
 
 def _run_plans(exp: Experiment, plans: list[TrialPlan], fs: FrameStore, wd: Workdir, console: Console,
-               address: str | None, show_progress: bool) -> int:
+               address: str | None, show_progress: bool, reuse_across_versions: bool = False) -> int:
     console.print(f"experiment {exp.name!r} ({exp.protocol.kind}): {len(plans)} trials, "
                   f"{exp.trial.train.epochs} epochs each; store {fs.fingerprint[:12]} ({len(fs)} clips)")
     console.print(f"splits: {exp.protocol.roles_text()}")
     t0 = time.time()
-    outcome = sweep(exp, plans, fs, wd, console, address, show_progress)
+    outcome = sweep(exp, plans, fs, wd, console, address, show_progress, reuse_across_versions=reuse_across_versions)
     results = report.finished_runs(wd.tracking_uri, outcome.experiment_id, outcome.sweep_key,
-                                   names=[p.name for p in plans])
+                                   names=[p.name for p in plans], code_digest=outcome.code["digest"],
+                                   across_versions=reuse_across_versions)
     write_reports(exp, plans, results, fs, wd, console)
     console.print(f"{len(results)} finished runs of {len(plans)} trials; {outcome.n_errored} failed "
                   f"after retries; {time.time() - t0:.0f} s")
+    console.print(code_summary(outcome))
     for line in outcome.errors:
         console.print(f"[red]failed trial[/] {line} (full traceback: the run's orch.error tag in MLflow)")
     console.print(f"browse the runs: [bold]{mlflow_ui_command(wd)}[/] (then open http://127.0.0.1:5000)")
@@ -167,6 +171,16 @@ def _run_plans(exp: Experiment, plans: list[TrialPlan], fs: FrameStore, wd: Work
     return 1 if outcome.n_errored else 0
 
 
+
+
+def code_summary(outcome: SweepOutcome) -> str:
+    """How many trials trained and how many reused a FINISHED run, and with which code."""
+    c = outcome.code or {}
+    other = (f" ({outcome.n_reused_other_code} made by other code: --reuse-across-versions)"
+             if outcome.n_reused_other_code else "")
+    return (f"{outcome.n_trained} trained, {outcome.n_reused} reused{other}; code {c.get('digest', '?')} "
+            f"(orch {c.get('version', '?')}, git {c.get('git_commit', '?')[:12]}"
+            f"{' dirty' if c.get('git_dirty') == 'true' else ''})")
 
 
 def write_reports(exp: Experiment, plans: list[TrialPlan], results: list[report.TrialResult], fs: FrameStore,
@@ -230,7 +244,7 @@ def _print_ablation(console: Console, rows: list[report.AblationRow], title: str
 
 
 def search_then_run(exp: Experiment, wd: Workdir, console: Console, address: str | None, show_progress: bool,
-                    dry_run: bool) -> int:
+                    dry_run: bool, reuse_across_versions: bool = False) -> int:
     """The experiment's search (``exp.search``) on the protocol's train / validation data
     only — no test set is loaded, so the searcher cannot see one — then the chosen
     configuration run over the experiment's seeds as the protocol, and reported like it.
@@ -270,7 +284,9 @@ def search_then_run(exp: Experiment, wd: Workdir, console: Console, address: str
         for k, splan in enumerate(splans, 1):
             if len(splans) > 1:
                 console.print(f"fold {k}/{len(splans)}: held-out subject {splan.fold}")
-            outcome = sweep(exp, [splan], fs, wd, console, address, show_progress, search=search)
+            outcome = sweep(exp, [splan], fs, wd, console, address, show_progress, search=search,
+                            reuse_across_versions=reuse_across_versions)
+            console.print(f"search: {code_summary(outcome)}")
             for line in outcome.errors:
                 console.print(f"[red]failed search trial[/] {line} (full traceback: the run's orch.error tag in MLflow)")
             if outcome.best is None:
@@ -287,7 +303,7 @@ def search_then_run(exp: Experiment, wd: Workdir, console: Console, address: str
                           + ", ".join(f"{k}={_get(trial, k)}" for k in space))
             (out / "best.yaml").write_text(best.to_yaml())
             console.print(f"best experiment: {out / 'best.yaml'} (re-run it with orch run)")
-            return execute(best, wd, console, address, show_progress)
+            return execute(best, wd, console, address, show_progress, reuse_across_versions=reuse_across_versions)
         with open(out / "best_per_fold.csv", "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["held_out_subject", "best_val_uf1", *space])
@@ -296,7 +312,7 @@ def search_then_run(exp: Experiment, wd: Workdir, console: Console, address: str
         console.print(f"each fold's configuration: {out / 'best_per_fold.csv'}")
         nested = dataclasses.replace(exp, name=f"{exp.name}-best", search=None)
         plans = [dataclasses.replace(p, trial=chosen[p.fold][0].to_dict()) for p in final]
-        return _run_plans(nested, plans, fs, wd, console, address, show_progress)
+        return _run_plans(nested, plans, fs, wd, console, address, show_progress, reuse_across_versions)
     finally:
         if started:
             ray.shutdown()

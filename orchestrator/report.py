@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from mlflow import MlflowClient
 
-from trainables.tracking import SWEEP_KEY_TAG
+from trainables.tracking import SWEEP_KEY_TAG, pick_run
 
 
 @dataclass(frozen=True)
@@ -51,21 +51,29 @@ class AblationRow:
     n_pairs: int = 0  # the seeds the test pairs
 
 
-def finished_runs(uri: str, experiment_id: str, sweep_key: str, names: Iterable[str] | None = None) -> list[TrialResult]:
+def finished_runs(uri: str, experiment_id: str, sweep_key: str, names: Iterable[str] | None = None,
+                  code_digest: str | None = None, across_versions: bool = False) -> list[TrialResult]:
     """The FINISHED runs of a sweep, one per trial name, restricted to ``names`` (an earlier
-    invocation of the same sweep may have run other seeds or lengths)."""
+    invocation of the same sweep may have run other seeds or lengths). With ``code_digest``,
+    the run each trial used (``tracking.pick_run``): this code's, or with ``across_versions``
+    any code's; a run made by other code is otherwise not this sweep's result."""
     client = MlflowClient(uri)
     runs = client.search_runs([experiment_id], filter_string=(
         f"tags.`{SWEEP_KEY_TAG}` = '{sweep_key}' and attributes.status = 'FINISHED'"),
-        max_results=50_000, order_by=["attributes.start_time ASC"])
+        max_results=50_000, order_by=["attributes.start_time DESC"])
     names = None if names is None else set(names)
-    by_trial: dict[str, TrialResult] = {}
+    grouped: dict[str, list] = {}
     for r in runs:
-        p, name = r.data.params, r.info.run_name
-        if names is not None and name not in names:
+        if names is None or r.info.run_name in names:
+            grouped.setdefault(r.info.run_name, []).append(r)
+    by_trial: dict[str, TrialResult] = {}
+    for name, group in grouped.items():
+        r = group[-1] if code_digest is None else pick_run(group, code_digest, across_versions)
+        if r is None:
             continue
-        by_trial.setdefault(name, TrialResult(r.info.run_id, name, int(p["seed"]), p["length"], p.get("fold", ""),
-                                              dict(r.data.metrics)))
+        p = r.data.params
+        by_trial[name] = TrialResult(r.info.run_id, name, int(p["seed"]), p["length"], p.get("fold", ""),
+                                     dict(r.data.metrics))
     return sorted(by_trial.values(), key=lambda t: (length_key(t.length), t.fold, t.seed))
 
 

@@ -27,6 +27,7 @@ from orchestrator.experiment import Experiment
 from orchestrator.protocols import TrialPlan
 from orchestrator.progress import SweepProgress
 from orchestrator.workdir import Workdir
+from trainables.code_version import code_version
 from trainables.fit import LeakageError
 from trainables.tracking import ERROR_TAG, SWEEP_KEY_TAG
 from trainables.trainable import train_trial
@@ -44,6 +45,13 @@ class SweepOutcome:
     seconds: float
     errors: list[str]  # "TRIAL NAME: last line of the error", one per trial that failed for good
     best: tuple[dict, float] | None = None  # a search's best trial config (dict) and its best validation UF1
+    n_reused: int = 0  # trials that reused a FINISHED run instead of training
+    n_reused_other_code: int = 0  # ... of which the run was made by other code (reuse_across_versions)
+    code: dict | None = None  # the code version every trial ran with (trainables.code_version)
+
+    @property
+    def n_trained(self) -> int:
+        return self.n_trials - self.n_reused - self.n_errored
 
 
 class ResourceError(Exception):
@@ -136,9 +144,14 @@ class Search:
 
 def run_sweep(exp: Experiment, plans: list[TrialPlan], store_fingerprint: str, workdir: Workdir,
               address: str | None = None, console: Console | None = None, show_progress: bool = True,
-              trainable=train_trial, search: Search | None = None) -> SweepOutcome:
+              trainable=train_trial, search: Search | None = None,
+              reuse_across_versions: bool = False) -> SweepOutcome:
     """Every plan as one Ray Tune experiment (with ``search``: the one plan, ``samples``
-    configurations drawn from the space, ASHA on a validation metric)."""
+    configurations drawn from the space, ASHA on a validation metric).
+
+    The code version (``code_version()``: digest, git commit, library versions) is taken
+    once, here, and given to every trial: a FINISHED run is reused only if this code made
+    it, or with ``reuse_across_versions`` whatever code made it."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # one checkpoint kept per trial forces an experiment snapshot per checkpoint; that is
     # intended here (small checkpoints, few trials per node), so Tune need not warn about it
@@ -152,6 +165,7 @@ def run_sweep(exp: Experiment, plans: list[TrialPlan], store_fingerprint: str, w
     if own:  # trials with their own configs (a nested search's): the sweep is those configs too
         sweep_key += "/per-trial:" + hashlib.sha256("\n".join(own).encode()).hexdigest()[:12]
     trial_space = exp.trial.to_dict()
+    code = code_version()
     tune_kwargs = dict(reuse_actors=True, trial_dirname_creator=lambda t: f"{t.trial_id}")
     n_trials = len(plans)
     if search is not None:
@@ -167,7 +181,9 @@ def run_sweep(exp: Experiment, plans: list[TrialPlan], store_fingerprint: str, w
     param_space = {
         "plan": tune.grid_search([p.to_dict() for p in plans]),
         "trial": trial_space,
-        "tracking": {"uri": uri, "experiment_id": experiment_id, "sweep_key": sweep_key, "sweep_name": exp.name},
+        "tracking": {"uri": uri, "experiment_id": experiment_id, "sweep_key": sweep_key, "sweep_name": exp.name,
+                     "reuse_across_versions": reuse_across_versions},
+        "code": code,
         "params": {**exp.params(), **({"search": "1"} if search else {})},
         "experiment_yaml": exp.to_yaml(),
         "threads": exp.resources.threads,
@@ -201,6 +217,7 @@ def run_sweep(exp: Experiment, plans: list[TrialPlan], store_fingerprint: str, w
             progress.stop()
         errors = [f"{r.config['plan']['name']}: {str(r.error).strip().splitlines()[-1]}"
                   for r in grid if r.error is not None]
+        reused = [r.metrics for r in grid if r.error is None and r.metrics and r.metrics.get("reused")]
         best = None
         if search is not None:
             ok = [r for r in grid if r.error is None and r.metrics and "best_val_uf1" in r.metrics]
@@ -212,7 +229,9 @@ def run_sweep(exp: Experiment, plans: list[TrialPlan], store_fingerprint: str, w
         if started:
             ray.shutdown()
     return SweepOutcome(experiment_id, sweep_key, n_trials, len(errors),
-                        str(workdir.ray_results / tune_name), time.time() - t0, errors, best)
+                        str(workdir.ray_results / tune_name), time.time() - t0, errors, best,
+                        n_reused=len(reused), n_reused_other_code=sum(bool(m.get("reused_other_code")) for m in reused),
+                        code=code)
 
 
 def grid_size(space: dict) -> int:

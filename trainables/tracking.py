@@ -9,7 +9,11 @@ leaves runs RUNNING when the driver dies; this does the logging inside the trial
   again, so a trial resumed from an older checkpoint does not duplicate history;
 - an exception inside the trial ends the run FAILED before it propagates;
 - a run that is already FINISHED is reused as it is (same config + seed gives the same
-  metrics, so training it again would only cost time).
+  metrics, so training it again would only cost time) — but only when the code that made
+  it is the code running now: the run carries ``orch.code_digest``
+  (``trainables.code_version``), and a trial looks only for runs of its key *and* its code
+  digest. A run of the same key made by other code is neither reused nor continued (a
+  new run is trained), unless ``reuse_across_versions`` asks for FINISHED runs of any code.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from mlflow.entities import Metric, Param, RunStatus
 
 TRIAL_KEY_TAG = "orch.trial_key"
 SWEEP_KEY_TAG = "orch.sweep_key"
+CODE_DIGEST_TAG = "orch.code_digest"  # the code that made the run (trainables.code_version.code_digest)
 ERROR_TAG = "orch.error"  # the reason of the last failure, while the run is FAILED
 EPOCH_METRIC = "val_uf1"  # logged every epoch; its history says which epochs a run holds
 _BATCH = 100  # MLflow's log_batch accepts at most 100 params per call
@@ -36,12 +41,26 @@ class TrackingConfig:
     trial_key: str
     sweep_key: str
     run_name: str
+    code_digest: str = ""  # the code running this trial; part of its identity
+    reuse_across_versions: bool = False  # a FINISHED run of the same key made by other code is reused too
+
+
+def pick_run(runs: list, code_digest: str, across_versions: bool = False):
+    """Which of the runs of one trial key a trial uses: a FINISHED run of this code; else,
+    with ``across_versions``, the newest FINISHED run of any code; else the newest run of
+    this code (continued); else None (a new run). ``runs`` newest first (MLflow's order)."""
+    own = [r for r in runs if r.data.tags.get(CODE_DIGEST_TAG, "") == code_digest]
+    finished = [r for r in runs if r.info.status == "FINISHED"]
+    return (next((r for r in own if r.info.status == "FINISHED"), None)
+            or (finished[0] if across_versions and finished else None)
+            or (own[0] if own else None))
 
 
 class TrialRun:
-    def __init__(self, client: MlflowClient, run_id: str, status: str, logged_epochs: int):
+    def __init__(self, client: MlflowClient, run_id: str, status: str, logged_epochs: int, code_digest: str = ""):
         self.client, self.run_id, self.status = client, run_id, status
         self.logged_epochs = logged_epochs
+        self.code_digest = code_digest  # the code that made (or makes) the run
 
     @property
     def finished(self) -> bool:
@@ -49,16 +68,17 @@ class TrialRun:
 
     @classmethod
     def open(cls, cfg: TrackingConfig, params: dict[str, str], tags: dict[str, str] | None = None) -> "TrialRun":
-        """Find the trial's run by its key, or create it with ``params``."""
+        """Find the trial's run by its key and code digest (``pick_run``), or create it with
+        ``params``."""
         client = MlflowClient(cfg.uri)
         found = client.search_runs(
             [cfg.experiment_id], filter_string=f"tags.`{TRIAL_KEY_TAG}` = '{cfg.trial_key}'",
-            max_results=50,
+            max_results=200, order_by=["attributes.start_time DESC"],
         )
-        if found:
-            # a FINISHED run wins; otherwise the newest (search order) is continued
-            run = next((r for r in found if r.info.status == "FINISHED"), found[0])
+        run = pick_run(found, cfg.code_digest, cfg.reuse_across_versions)
+        if run is not None:
             run_id, status = run.info.run_id, run.info.status
+            made_by = run.data.tags.get(CODE_DIGEST_TAG, "")
             if status != "FINISHED":
                 missing = {k: v for k, v in params.items() if k not in run.data.params}
                 _log_params(client, run_id, missing)  # a crash between create and log
@@ -66,11 +86,12 @@ class TrialRun:
                     client.delete_tag(run_id, ERROR_TAG)
                 client.update_run(run_id, status="RUNNING")
             logged = client.get_metric_history(run_id, EPOCH_METRIC)
-            return cls(client, run_id, status, max((m.step for m in logged), default=0))
-        all_tags = {TRIAL_KEY_TAG: cfg.trial_key, SWEEP_KEY_TAG: cfg.sweep_key, **(tags or {})}
+            return cls(client, run_id, status, max((m.step for m in logged), default=0), made_by)
+        all_tags = {TRIAL_KEY_TAG: cfg.trial_key, SWEEP_KEY_TAG: cfg.sweep_key, CODE_DIGEST_TAG: cfg.code_digest,
+                    **(tags or {})}
         run = client.create_run(cfg.experiment_id, run_name=cfg.run_name, tags=all_tags)
         _log_params(client, run.info.run_id, params)
-        return cls(client, run.info.run_id, "RUNNING", 0)
+        return cls(client, run.info.run_id, "RUNNING", 0, cfg.code_digest)
 
     def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         if epoch <= self.logged_epochs:

@@ -1,7 +1,9 @@
 """The Ray Tune trainable: a plain function of ``config``.
 
 ``config`` = ``{"plan": {name, seed, length, fold, roles}, "trial": TrialConfig dict,
-"tracking": {uri, experiment_id, sweep_key, sweep_name}, "params": experiment-level MLflow
+"tracking": {uri, experiment_id, sweep_key, sweep_name, reuse_across_versions}, "code": the
+driver's ``code_version.code_version()`` (digest, project version, git commit, library
+versions; a trial's identity includes its digest), "params": experiment-level MLflow
 params, "experiment_yaml": the whole experiment, "threads": int, "checkpoint_every": int,
 "save_model": bool}``. The protocol (orchestrator) decides per trial which clips are
 trained on, which select the epoch and which are reported on (``plan.roles``); the trial
@@ -34,6 +36,7 @@ from ray import tune
 from storage.sampling import length_name, parse_length
 from storage.selection import LabelMap, Roles, label_map
 from storage.store import FrameStore
+from trainables.code_version import code_version
 from trainables.config import TrialConfig
 from trainables.data import SplitData, load_split
 from trainables.fit import FitState, Fitter, LeakageError, evaluate
@@ -64,7 +67,9 @@ def trial_config(config: dict) -> TrialConfig:
 def trial_key(sweep_key: str, name: str, trial: TrialConfig) -> str:
     """A trial's identity: its sweep, its name in the protocol (seed, length, fold) and a
     digest of its whole config (searches sample several configs under one name); the store
-    is in the sweep key by fingerprint, so its path is left out."""
+    is in the sweep key by fingerprint, so its path is left out. The code that computes the
+    numbers is the other half of the identity: ``tracking.TrialRun.open`` looks for runs of
+    this key made by this code digest (``config["code"]``)."""
     return f"{sweep_key}/{name}/{trial.digest(exclude=('data.store',))}"
 
 
@@ -90,22 +95,25 @@ def train_trial(config: dict) -> None:
     labels = label_map(trial.data.label_map, store)
     classes = labels.class_indices(store)
     t = config["tracking"]
+    code = config.get("code") or code_version()  # the driver's (computed once there); standalone: this process's
     length = length_name(trial.data.length)
     tracking = TrackingConfig(
         uri=t["uri"], experiment_id=t["experiment_id"], sweep_key=t["sweep_key"],
         trial_key=trial_key(t["sweep_key"], plan["name"], trial), run_name=plan["name"],
+        code_digest=code["digest"], reuse_across_versions=bool(t.get("reuse_across_versions")),
     )
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # Ray sets CUDA_VISIBLE_DEVICES
     params = {**config.get("params", {}), **trial.params(), "length": length, "fold": plan.get("fold", ""),
               "data.store_fingerprint": store.fingerprint, "data.classes": ",".join(labels.classes),
               "runtime.device": device.type, "runtime.threads": str(torch.get_num_threads()),
-              **_role_params(roles)}
+              **{f"code.{k}": v for k, v in code.items()}, **_role_params(roles)}
     tags = {"orch.sweep": t.get("sweep_name", ""), "orch.seed": str(trial.seed), "orch.length": length}
     if plan.get("fold"):
         tags["orch.fold"] = plan["fold"]
     run = TrialRun.open(tracking, params, tags=tags)
-    if run.finished:  # same identity, same config: its metrics are what training would give
-        tune_report({**validation_only(run.final_metrics()), "epoch": trial.train.epochs, "reused": 1})
+    if run.finished:  # same identity, same config (and code, unless asked otherwise): its metrics
+        tune_report({**validation_only(run.final_metrics()), "epoch": trial.train.epochs, "reused": 1,
+                     "reused_other_code": int(run.code_digest != code["digest"])})
         return
     try:
         run.log_files({"experiment.yaml": config.get("experiment_yaml", ""),

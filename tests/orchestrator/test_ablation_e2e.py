@@ -42,6 +42,7 @@ def test_orch_ablation_runs_logs_and_tabulates(tiny_store, ray_session, tmp_path
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert f"workdir: {wd}" in result.output and "mlflow ui --backend-store-uri" in result.output
+    assert "4 trained, 0 reused" in result.output
 
     client, runs = _runs(wd, "e2e")
     assert len(runs) == 4
@@ -78,6 +79,7 @@ def test_orch_ablation_runs_logs_and_tabulates(tiny_store, ray_session, tmp_path
     # the same command again reuses the finished runs: no second run per trial
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0, again.output
+    assert "0 trained, 4 reused" in again.output
     _, runs_after = _runs(wd, "e2e")
     assert sorted(r.info.run_id for r in runs_after) == sorted(r.info.run_id for r in runs)
 
@@ -92,8 +94,37 @@ def test_orch_ablation_runs_logs_and_tabulates(tiny_store, ray_session, tmp_path
     assert float(rows[0]["uf1_mean"]) == pytest.approx(seed0.data.metrics["test_uf1"])
 
 
-def _flaky(marker: str):
-    """The real trainable, failing once right after its 3rd epoch report."""
+def _counting(trained: str):
+    """The real trainable, its Fitter appending each epoch it actually trains to ``trained``."""
+
+    def counting(config):
+        from trainables import trainable as T
+
+        real = T.Fitter
+
+        class Counting(real):
+            def _one_epoch(self, epoch):
+                log = super()._one_epoch(epoch)
+                with open(trained, "a") as f:
+                    f.write(f"{epoch}\n")
+                return log
+
+        T.Fitter = Counting
+        try:
+            return T.train_trial(config)
+        finally:
+            T.Fitter = real
+
+    return counting
+
+
+def _trained(path: Path) -> list[int]:
+    return [int(x) for x in path.read_text().split()]
+
+
+def _flaky(marker: str, trained: str):
+    """The real trainable (counting its trained epochs), failing once right after its 3rd epoch report."""
+    counting = _counting(trained)
 
     def flaky(config):
         from ray import tune
@@ -101,7 +132,7 @@ def _flaky(marker: str):
         from trainables import trainable as T
 
         if os.path.exists(marker):
-            return T.train_trial(config)
+            return counting(config)
         real = tune.report
         calls = {"n": 0}
 
@@ -114,7 +145,7 @@ def _flaky(marker: str):
 
         T.tune.report = report
         try:
-            return T.train_trial(config)
+            return counting(config)
         finally:
             T.tune.report = real
 
@@ -132,15 +163,22 @@ def test_failed_trial_is_retried_into_the_same_run_with_the_same_result(tiny_sto
     ).with_store(str(tiny_store))
     fs = FrameStore(tiny_store)
     fp = fs.fingerprint
-    out = run_sweep(base, plan(base, fs), fp, wd, show_progress=False, trainable=_flaky(str(tmp_path / "failed-once")))
+    trained = tmp_path / "trained-epochs"
+    out = run_sweep(base, plan(base, fs), fp, wd, show_progress=False,
+                    trainable=_flaky(str(tmp_path / "failed-once"), str(trained)))
     assert (tmp_path / "failed-once").exists() and out.n_errored == 0
+    # the checkpoint of epoch 2 was restored: the retry trained epochs 3 and 4 only, not 1 and 2
+    # again (with the restore disabled this reads [1, 2, 3, 1, 2, 3, 4])
+    assert _trained(trained) == [1, 2, 3, 3, 4]
     client, runs = _runs(wd.root, "flaky")
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     steps = [m.step for m in client.get_metric_history(runs[0].info.run_id, "val_uf1")]
     assert sorted(steps) == [1, 2, 3, 4]  # epoch 3 was trained twice, logged once
 
     clean = dataclasses.replace(base, name="clean")
-    run_sweep(clean, plan(clean, fs), fp, wd, show_progress=False)
+    clean_trained = tmp_path / "clean-epochs"
+    run_sweep(clean, plan(clean, fs), fp, wd, show_progress=False, trainable=_counting(str(clean_trained)))
+    assert _trained(clean_trained) == [1, 2, 3, 4]
     _, clean_runs = _runs(wd.root, "clean")
     for k in ("test_uf1", "test_uar", "test_acc", "best_epoch", "best_val_uf1"):
         assert runs[0].data.metrics[k] == clean_runs[0].data.metrics[k], k

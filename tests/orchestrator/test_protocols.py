@@ -142,7 +142,7 @@ def test_dry_run_lists_the_expected_number_of_trials_for_each_protocol(tmp_path)
     assert "fold-t0-seed0-Nall" in said and "fold-b2-seed1-Nall" in said
     assert f"{at_once} trials at a time, {-(-18 // at_once)} rounds" in said
 
-    said = _said(CliRunner().invoke(app, ["split", "--seeds", "3", "--length", "8,all", *common]))
+    said = _said(CliRunner().invoke(app, ["split", "--seeds", "3", "--lengths", "8,all", *common]))
     assert "6 trials = 3 seeds x 2 lengths (8, all)" in said and "seed2-N8" in said
     assert "tests='test_A', 'test_B'" in said
 
@@ -234,3 +234,16 @@ def test_experiment_defaults_are_the_papers_and_roles_are_explicit():
     with pytest.raises(ValueError, match="train, validation and test splits must differ"):
         Protocol("ablation", validation_split="test_B")
     assert dataclasses.replace(exp, name="b").sweep_key("f") != exp.sweep_key("f")
+
+
+def test_every_training_command_spells_the_frame_lengths_lengths(tmp_path):
+    space = tmp_path / "space.yaml"
+    space.write_text("train.lr: {loguniform: [0.001, 0.01]}\n")
+    extra = {"ablation": [], "loso": [], "split": [], "search": ["--space", str(space)]}
+    for command, more in extra.items():
+        y = tmp_path / f"{command}.yaml"
+        r = CliRunner().invoke(app, [command, *more, "--lengths", "4,all", "--save-yaml", str(y)])
+        assert r.exit_code == 0, (command, r.output)
+        assert Experiment.from_yaml(y).lengths == ("4", "all"), command
+        r = CliRunner().invoke(app, [command, *more, "--length", "4", "--save-yaml", str(y)])
+        assert r.exit_code == 2 and "No such option" in r.output, (command, r.output)

@@ -42,3 +42,38 @@ def test_same_key_continues_the_same_run_without_duplicating_epochs(tracking):
     other = TrialRun.open(tracking("k2"), {"seed": "2"})
     assert other.run_id != run.run_id
     assert len(client.search_runs([r.info.experiment_id])) == 2
+
+
+def test_a_run_is_reused_or_continued_only_by_the_code_that_made_it(tracking):
+    import dataclasses
+
+    def cfg(code, across=False):
+        return dataclasses.replace(tracking("k"), code_digest=code, reuse_across_versions=across)
+
+    client = MlflowClient(cfg("a").uri)
+    old = TrialRun.open(cfg("a"), {"seed": "1"})
+    assert client.get_run(old.run_id).data.tags["orch.code_digest"] == "a"
+    old.log_epoch(1, {"val_uf1": 0.1})
+    old.fail("boom")
+
+    # other code: the FAILED run of code a is not continued (its epochs are a's), a new one starts
+    new = TrialRun.open(cfg("b"), {"seed": "1"})
+    assert new.run_id != old.run_id and new.logged_epochs == 0 and new.code_digest == "b"
+    new.finish({"test_uf1": 0.5}, {})
+    assert client.get_run(old.run_id).info.status == "FAILED"
+
+    # code a again: its own run is continued, not b's FINISHED one
+    again = TrialRun.open(cfg("a"), {"seed": "1"})
+    assert again.run_id == old.run_id and not again.finished and again.logged_epochs == 1
+    again.fail("boom again")
+
+    # code c: nothing of its own, so nothing reused ...
+    fresh = TrialRun.open(cfg("c"), {"seed": "1"})
+    assert fresh.run_id not in (old.run_id, new.run_id) and not fresh.finished
+    fresh.fail("stop")
+    # ... unless asked to reuse across versions: b's FINISHED run, which says b made it
+    reused = TrialRun.open(cfg("d", across=True), {"seed": "1"})
+    assert reused.finished and reused.run_id == new.run_id and reused.code_digest == "b"
+    # and this code's own FINISHED run wins over another code's
+    mine = TrialRun.open(cfg("b", across=True), {"seed": "1"})
+    assert mine.run_id == new.run_id
