@@ -38,6 +38,9 @@ SAVE_YAML = typer.Option(None, "--save-yaml", help="Write the experiment as YAML
 LENGTHS_HELP = "Frames per clip, comma-separated: integers or 'all' (e.g. 4,8,all)."
 REUSE = typer.Option(False, "--reuse-across-versions", help="Reuse FINISHED runs of the same trials even if other "
                      "code made them (default: only runs made by the code running now; each run records its code).")
+BENCHMARK = typer.Option("default", help="The built-in synthetic benchmark used when no --store is given: "
+                         "default (306 clips, 32-64 frames) or dfme-size (DFME's competition split at full size: "
+                         "2,629 clips, 259 subjects).")
 CLASSES = typer.Option(None, help="3 or 7: CAS(ME)^3's 3-class (negative/positive/surprise; 'others' left out) "
                        "or 7-class task. Default: the store's own labels.")
 
@@ -61,10 +64,12 @@ def _label_map(classes: Optional[int]) -> str:
 
 
 def _experiment(name: str, protocol: Protocol, store: Optional[Path], seeds: int, lengths: str, epochs: int,
-                token: str, label_map: str, cpus: float, gpus: float, save_model: bool = False) -> Experiment:
+                token: str, label_map: str, cpus: float, gpus: float, save_model: bool = False,
+                benchmark: str = "default") -> Experiment:
     try:
         return Experiment(
-            name=name, protocol=protocol, store=str(store) if store else "", seeds=tuple(range(seeds)),
+            name=name, protocol=protocol, store=str(store) if store else "", benchmark=benchmark,
+            seeds=tuple(range(seeds)),
             lengths=tuple(x.strip() for x in lengths.split(",") if x.strip()),
             trial=TrialConfig(data=DataConfig(token=token, label_map=label_map),
                               train=dataclasses.replace(TrainConfig(), epochs=epochs)),
@@ -105,6 +110,7 @@ def ablation(
     seeds: int = typer.Option(30, help="Number of random seeds (0 .. seeds-1)."),
     lengths: str = typer.Option(",".join(DEFAULT_LENGTHS), help=LENGTHS_HELP),
     store: Optional[Path] = typer.Option(None, help="Frame store to use; default: the built-in synthetic benchmark."),
+    benchmark: str = BENCHMARK,
     epochs: int = EPOCHS,
     token: str = TOKEN,
     experiment: str = typer.Option("ablation", help="Experiment name (MLflow experiment, report folder)."),
@@ -123,7 +129,7 @@ def ablation(
     'test_A' (validation), report on 'test_B' (test). Prints the Table 4 layout at the end.
     """
     exp = _experiment(experiment, Protocol("ablation"), store, seeds, lengths, epochs, token, "store",
-                      cpus_per_trial, gpus_per_trial)
+                      cpus_per_trial, gpus_per_trial, benchmark=benchmark)
     _go(exp, workdir, address, progress, dry_run, save_yaml, reuse_across_versions)
 
 
@@ -137,6 +143,7 @@ def loso(
     validation_fraction: float = typer.Option(0.2, help="Share of each fold's training subjects drawn (per seed) "
                                               "as validation subjects, which choose the epoch."),
     use_splits: str = typer.Option("", help="Store splits whose clips take part, comma-separated (default: all)."),
+    benchmark: str = BENCHMARK,
     epochs: int = EPOCHS,
     token: str = TOKEN,
     experiment: str = typer.Option("loso", help="Experiment name (MLflow experiment, report folder)."),
@@ -162,7 +169,7 @@ def loso(
     except ValueError as e:
         _fail(str(e))
     exp = _experiment(experiment, proto, store, seeds, lengths, epochs, token, _label_map(classes),
-                      cpus_per_trial, gpus_per_trial)
+                      cpus_per_trial, gpus_per_trial, benchmark=benchmark)
     _go(exp, workdir, address, progress, dry_run, save_yaml, reuse_across_versions)
 
 
@@ -175,6 +182,7 @@ def split(
     tests: str = typer.Option("test_A,test_B", help="Store splits the selected epoch predicts, comma-separated."),
     validation_fraction: float = typer.Option(0.2, help="Share of the training split's subjects drawn (per seed) "
                                               "as validation (4:1 by default), subject-disjoint."),
+    benchmark: str = BENCHMARK,
     epochs: int = EPOCHS,
     token: str = TOKEN,
     save_model: bool = typer.Option(True, help="Keep each run's selected parameters (for orch predict)."),
@@ -200,7 +208,7 @@ def split(
     except ValueError as e:
         _fail(str(e))
     exp = _experiment(experiment, proto, store, seeds, lengths, epochs, token, "store",
-                      cpus_per_trial, gpus_per_trial, save_model=save_model)
+                      cpus_per_trial, gpus_per_trial, save_model=save_model, benchmark=benchmark)
     _go(exp, workdir, address, progress, dry_run, save_yaml, reuse_across_versions)
 
 
@@ -215,6 +223,7 @@ def search(
     classes: Optional[int] = CLASSES,
     seeds: int = typer.Option(5, help="Seeds the best configuration is re-run over (the search uses seed 0's split)."),
     lengths: str = typer.Option("all", help=LENGTHS_HELP + " The search uses the first."),
+    benchmark: str = BENCHMARK,
     epochs: int = EPOCHS,
     token: str = TOKEN,
     grace_period: Optional[int] = typer.Option(None, help="ASHA: epochs every configuration trains before it may "
@@ -241,7 +250,7 @@ def search(
         _fail(f"--protocol: split or loso, got {protocol!r}")
     exp = _experiment(experiment, Protocol(protocol), store, seeds, lengths, epochs, token,
                       _label_map(classes) if protocol == "loso" else "store", cpus_per_trial, gpus_per_trial,
-                      save_model=protocol == "split")
+                      save_model=protocol == "split", benchmark=benchmark)
     try:
         exp = dataclasses.replace(exp, search=SearchSpec(read_yaml(space), samples, grace_period))
     except ValueError as e:

@@ -29,7 +29,7 @@ class Prediction:
 
 
 def predict(saved: bytes, store: FrameStore, split: str) -> Prediction:
-    blob = torch.load(io.BytesIO(saved), map_location="cpu", weights_only=False)
+    blob = torch.load(io.BytesIO(saved), map_location="cpu", weights_only=True)
     trial = TrialConfig.from_dict(blob["trial"])
     labels = label_map(trial.data.label_map, store)
     if list(labels.classes) != list(blob["classes"]):

@@ -166,14 +166,14 @@ def _train(trial: TrialConfig, roles: Roles, labels: LabelMap, classes: np.ndarr
         report = {**metrics, "epoch": log.epoch, "best_epoch": fitter.state.best_epoch}
         if log.epoch < last:
             if log.epoch % every == 0:
-                _report_with_checkpoint(report, fitter.state)
+                _report_with_checkpoint(report, fitter.state, run)
             else:
                 tune_report(report)
             continue
         # last epoch: the checkpoint first, then the run is closed — a crash in between
         # resumes from this checkpoint and only closes the run (below)
         final, files = closing()
-        _report_with_checkpoint(report, fitter.state)
+        _report_with_checkpoint(report, fitter.state, run)
         run.finish(final, files)
     if not run.finished:  # resumed from the checkpoint of the last epoch
         final, files = closing()
@@ -223,10 +223,11 @@ def _restore() -> FitState | None:
     if ckpt is None:
         return None
     with ckpt.as_directory() as d:
-        return FitState(**torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=False))
+        return FitState(**torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=True))
 
 
-def _report_with_checkpoint(report: dict, state: FitState) -> None:
+def _report_with_checkpoint(report: dict, state: FitState, run: TrialRun) -> None:
+    run.flush()  # the run holds every epoch up to the checkpoint: a resumed trial's history stays contiguous
     with tempfile.TemporaryDirectory() as d:
         torch.save({f.name: getattr(state, f.name) for f in dataclasses.fields(state)}, Path(d) / STATE_FILE)
         tune_report(report, checkpoint=tune.Checkpoint.from_directory(d))

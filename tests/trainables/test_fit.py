@@ -63,7 +63,7 @@ def test_resuming_from_a_checkpoint_continues_exactly(tiny_store):
     buf = io.BytesIO()
     torch.save({f.name: getattr(half.state, f.name) for f in dataclasses.fields(FitState)}, buf)
     buf.seek(0)
-    state = FitState(**torch.load(buf, weights_only=False))
+    state = FitState(**torch.load(buf, weights_only=True))
     resumed, resumed_logs, _ = _fit(store, seed=1, epochs=4, state=state)
     assert [l.epoch for l in resumed_logs] == [3, 4]
     assert [l.train_loss for l in resumed_logs] == [l.train_loss for l in full_logs[2:]]
