@@ -169,3 +169,20 @@ def test_a_clip_whose_only_face_is_a_patch_of_clothing_is_skipped_with_the_reaso
     assert rep.written == 0 and [s.item for s in rep.skipped] == ["suit"]
     assert "is not a face: its landmarks do not hold" in rep.skipped[0].reason
     assert "0.png" in rep.skipped[0].reason  # the onset frame it was judged on
+
+
+def test_orch_ingest_prints_every_detection_of_a_clip_with_several_faces(tmp_path):
+    from typer.testing import CliRunner
+
+    from orchestrator.cli import app
+
+    _source(tmp_path / "data" / "c1", clip(FACE_ROWS), "c1")
+    (tmp_path / "data" / "manifest.csv").write_text("path,subject,label,fps\nc1,s1,happiness,100\n")
+    out = tmp_path / "store"
+    r = CliRunner().invoke(app, ["ingest", str(tmp_path / "data" / "manifest.csv"), "--format", "manifest",
+                                 "--out", str(out), "--size", "32", "--workers", "1", "--strict"])
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.output.split())  # rich wraps long lines
+    assert "several faces found: the best-scoring one used (1 clips)" in said
+    assert "[179, 83, 267, 171] score 1.5" in said and "[123, 330, 228, 435] score 0.0" in said
+    assert "1 clips written, 0 skipped" in said
