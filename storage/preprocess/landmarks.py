@@ -20,16 +20,18 @@ points' geometry passes on textures (measured: every such test passed on every t
 tried). What differs is whether the points are *held* by the image: on a face the eyes stay
 on the eyes when the box moves; on a texture the points are the predictor's mean face placed
 in the box and move with it. The test ("the eyes hold"): the box is moved by
-``HOLD_SHIFT`` (a tenth) of its side right, left, down and up; for each move, the median
-over the 12 eye points of how far they followed it along the move, as a fraction of the
-move; the face passes when the median over the four moves is at most ``MAX_FOLLOW``.
-Measured (median over moves): real faces 0.00-0.07 (the astronaut photo at 37-91 pixel
-boxes and rotated by 15 degrees, scikit-image's cameraman, the synthetic layouts' camera
-frames); non-faces 0.28-1.55 (detector false positives at thresholds down to -0.6 on the
-astronaut's suit, coins, gravel, a rocket; random boxes on brick, grass, gravel, coffee,
-rocket, cat photos), except one coin box at 0.14 with a detector score of -0.45 (ingest only
-sees scores above 0). One move of four may throw a real face's points off (measured: a move
-down did so on 5 of 17 real faces), hence the median.
+``HOLD_SHIFT`` (7 %) of its side right, left, down and up and the landmarks placed again; for
+each move, the median over the 12 eye points of how far they followed it along the move, as
+a fraction of the move; the face passes when the median over the four moves is at most
+``MAX_FOLLOW``. Measured (median over the moves): 0.00 on every one of 76 real faces (the
+built-in benchmark's camera frames, two clips of each of its 28 subjects; 12 synthetic-layout
+frames; the astronaut photo with 37- to 180-pixel boxes, rotated by 15 degrees either way and
+with gamma 1.2; scikit-image's cameraman, a 53-pixel box); 0.17-1.38 on 26 non-faces
+(detector false positives at thresholds down to -0.6 on the astronaut's suit, coins, gravel,
+a rocket; random boxes on brick, grass, gravel, coffee and rocket photos); the lowest, 0.17,
+a coin box at detector score -0.45, which ingest never sees (it keeps scores above 0). The
+predictor's pull on a face has a limited reach: moved by 10 % instead, some real faces'
+points jumped (0.29 on one benchmark subject), so the move is kept small.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ INNER_EYE_CORNERS = (39, 42)
 DEFAULT_SCALE = 1.3  # box side / landmark extent
 DEFAULT_DOWN = 0.2  # box centre below the eyes' midpoint, fraction of the side
 EYE_POINTS = tuple(range(36, 48))  # both eyes' contours: the points the hold test follows
-HOLD_SHIFT = 0.1  # how far the box is moved in the hold test, fraction of its side
+HOLD_SHIFT = 0.07  # how far the box is moved in the hold test, fraction of its side
 MAX_FOLLOW = 0.1  # the most the eyes may follow the moved box (fraction of the move) on a face
 
 

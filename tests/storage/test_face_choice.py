@@ -2,7 +2,8 @@
 predictor.
 
 The scene is scikit-image's astronaut photo, grey, with a gamma of 1.2 (deterministic; no
-file). On it dlib's HOG detector returns the face at score 1.55 (an 88-pixel box) and a
+file). On it dlib's HOG detector returns the face at score 1.55 (an 88-pixel box; 1.57 with the
+clips' sensor noise) and a
 patch of the suit below it at score ~0.02 that is 19 % wider (105 pixels): the case where
 keeping the largest box cropped the suit. Clips are the photo with only some part changing
 (the face's lip corners rising with sensor noise, or only the suit changing), so that a crop of
@@ -133,17 +134,19 @@ def test_a_crop_that_is_still_while_the_frames_change_is_skipped_with_the_reason
 def test_the_eyes_hold_on_faces_and_follow_the_box_on_textures():
     from skimage import data
 
-    from storage.sources.synthetic.benchmark import plan, render
-    from storage.sources.synthetic.layouts import small
+    from storage.sources.synthetic.benchmark import SyntheticSpec, plan, render
 
     gray = photo()
     faces = [(gray, d.box) for d in detect_faces(gray)[:1]]
     for scale in (0.4, 0.7):  # smaller faces: 37- and 62-pixel boxes
         small_photo = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         faces.append((small_photo, detect_faces(small_photo)[0].box))
-    spec = small()
-    for item in plan(spec)[:3]:  # the synthetic layouts' camera frames
-        frame = render(spec, item).frames[0]
+    spec = SyntheticSpec()  # the built-in benchmark's camera frames: the first clip of every subject
+    first = {}
+    for item in plan(spec):
+        first.setdefault(item.subject_no, item)
+    for item in first.values():
+        frame = render(spec, item, keep=lambda n, fps: np.arange(1)).frames[0]  # only the first frame rendered
         faces.append((frame, detect_faces(frame)[0].box))
     textures = [(gray, detect_faces(gray)[1].box)]  # the suit patch the detector takes for a face
     for name, box in (("brick", Box(239, 192, 375, 328)), ("grass", Box(244, 210, 369, 335)),
@@ -151,8 +154,9 @@ def test_the_eyes_hold_on_faces_and_follow_the_box_on_textures():
         textures.append((getattr(data, name)(), box))
     held = [eye_follow(img, box) for img, box in faces]
     followed = [eye_follow(img, box) for img, box in textures]
+    assert len(faces) >= 20
     assert max(held) <= MAX_FOLLOW < min(followed), (held, followed)
-    assert min(followed) > 0.3
+    assert min(followed) > 0.3  # a margin: measured 0.0 on every face here, 0.46-0.97 on these boxes
 
 
 def test_a_clip_whose_only_face_is_a_patch_of_clothing_is_skipped_with_the_reason(tmp_path):
