@@ -2,12 +2,11 @@
 predictor.
 
 The scene is scikit-image's astronaut photo, grey, with a gamma of 1.2 (deterministic; no
-file). On it dlib's HOG detector returns the face at score 1.55 (an 88-pixel box; 1.57 with the
-clips' sensor noise) and a
-patch of the suit below it at score ~0.02 that is 19 % wider (105 pixels): the case where
-keeping the largest box cropped the suit. Clips are the photo with only some part changing
-(the face's lip corners rising with sensor noise, or only the suit changing), so that a crop of
-the part that does not change is exactly still.
+file). On it dlib's HOG detector returns the face at score 1.55 (an 88-pixel box; 1.57 with
+the clips' sensor noise) and a patch of the suit below it at score 0.02 that is 19 % wider
+(105 pixels): the case where keeping the largest box cropped the suit. Clips are the photo
+with only some part changing (the face's lip corners rising, with sensor noise; or only the
+suit changing), so that a crop of a part that does not change is exactly still.
 """
 
 from __future__ import annotations
