@@ -5,13 +5,12 @@ keeps are decoded; with ``crop="face"`` one face box is found on the onset frame
 for every frame (the detector's best-scoring face whose landmarks hold to the image, see
 ``storage.preprocess.landmarks``); frames are resized to ``size`` x ``size``. A clip whose
 source frames change while its face crop shows no motion at all is skipped, not stored: that
-crop is not the moving face. Clips are written in the
-sources' order, whatever the order workers finish in, so two ingests of the same data give
-the same store. A clip that cannot be read is skipped with its reason; rows a source
-already set aside (bad annotations) arrive as skips too. The report — clips written, clips
-skipped with reasons, frames read, notes, face boxes, every detection of clips where the
-detector found several faces, time — is returned and written as
-JSON beside the store (``STORE.ingest.json``).
+crop is not of the moving face. Clips are written in the sources' order, whatever the order
+workers finish in, so two ingests of the same data give the same store. A clip that cannot
+be read is skipped with its reason; rows a source already set aside (bad annotations) arrive
+as skips too. The report — clips written, clips skipped with reasons, frames read, notes,
+face boxes, every detection of the clips where the detector found several faces, time — is
+returned and written as JSON beside the store (``STORE.ingest.json``).
 
 Workers are spawned processes by default (``process_map``); any ``mapper`` with the same
 shape runs them elsewhere — ``orchestrator.ray_ingest`` runs them as Ray tasks on a cluster.
@@ -164,7 +163,7 @@ def prepare_clip(frames: np.ndarray, onset: int, opts: IngestOptions) -> Prepare
     features and the detections the box was chosen from. Raises ClipError with the reason
     (no face, a face box whose landmarks do not hold, landmarks off the image, a crop that
     does not move while the frames do, ...)."""
-    source, box, features, faces = frames, None, {}, []
+    source, crop, box, features, faces = frames, None, None, {}, []
     if opts.features == "flow_roi":
         from storage.preprocess.flow import FeatureError, clip_flow_features
 
@@ -187,7 +186,8 @@ def prepare_clip(frames: np.ndarray, onset: int, opts: IngestOptions) -> Prepare
         _check_crop_moves(source, frames, features, cropped=opts.crop == "face")
     except ClipError as e:
         detail = f"; {describe_all(faces)}" if len(faces) > 1 else ""
-        raise ClipError(f"{e} (box {box}{detail})") from None
+        where = f"crop box {crop.as_list()}" if crop is not None else "no crop"
+        raise ClipError(f"{e} ({where}{detail})") from None
     return Prepared(frames, box, features, faces)
 
 
