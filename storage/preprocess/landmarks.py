@@ -141,5 +141,5 @@ def choose_face(frame: np.ndarray) -> FaceChoice:
         others = f"; {describe_all(found)}" if len(found) > 1 else ""
         raise FaceError(f"the best-scoring face box {best.describe()} is not a face: its landmarks do not hold "
                         f"(moved by {HOLD_SHIFT:.0%} of the box, the eyes follow it by {follow:.2f} of the move; "
-                        f"a face's stay put, at most {MAX_FOLLOW:.2f}){others}")
+                        f"on a face they stay put: at most {MAX_FOLLOW:.2f}){others}")
     return FaceChoice(best, pts, found)
