@@ -396,12 +396,29 @@ def ingest(
         if started:
             ray.shutdown()
     _print_skips(rep)
+    _print_several_faces(rep)
     console.print(f"{rep.written} clips written, {len(rep.skipped)} skipped, {rep.frames_read} frames read, "
                   f"{len(rep.notes)} damaged frames replaced, {rep.seconds:.1f} s")
     console.print(f"store: {out}  report: {rep.path}")
     if strict and rep.skipped:
         console.print(f"[red]--strict:[/] {len(rep.skipped)} clips skipped")
         raise typer.Exit(1)
+
+
+def _print_several_faces(rep, limit: int = 30) -> None:
+    """The clips whose onset frame held several detections: every box and score, the one used
+    (best score) first."""
+    if not rep.several_faces:
+        return
+    t = Table(title=f"several faces found: the best-scoring one used ({len(rep.several_faces)} clips)")
+    for col in ("clip", "used", "also found"):
+        t.add_column(col)
+    for clip_id, found in list(rep.several_faces.items())[:limit]:
+        t.add_row(clip_id, f"{found[0]['box']} score {found[0]['score']:.2f}",
+                  ", ".join(f"{d['box']} score {d['score']:.2f}" for d in found[1:]))
+    console.print(t)
+    if len(rep.several_faces) > limit:
+        console.print(f"... and {len(rep.several_faces) - limit} more in {rep.path}")
 
 
 def _print_skips(rep, limit: int = 30) -> None:

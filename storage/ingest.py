@@ -2,12 +2,15 @@
 
 Each clip is read by a worker (``load_clip``): only the frames that temporal normalisation
 keeps are decoded; with ``crop="face"`` one face box is found on the onset frame and used
-for every frame; frames are resized to ``size`` x ``size``. Clips are written in the
-sources' order, whatever the order workers finish in, so two ingests of the same data give
-the same store. A clip that cannot be read is skipped with its reason; rows a source
-already set aside (bad annotations) arrive as skips too. The report — clips written, clips
-skipped with reasons, frames read, notes, face boxes, time — is returned and written as
-JSON beside the store (``STORE.ingest.json``).
+for every frame (the detector's best-scoring face whose landmarks hold to the image, see
+``storage.preprocess.landmarks``); frames are resized to ``size`` x ``size``. A clip whose
+source frames change while its face crop shows no motion at all is skipped, not stored: that
+crop is not of the moving face. Clips are written in the sources' order, whatever the order
+workers finish in, so two ingests of the same data give the same store. A clip that cannot
+be read is skipped with its reason; rows a source already set aside (bad annotations) arrive
+as skips too. The report — clips written, clips skipped with reasons, frames read, notes,
+face boxes, every detection of the clips where the detector found several faces, time — is
+returned and written as JSON beside the store (``STORE.ingest.json``).
 
 Workers are spawned processes by default (``process_map``); any ``mapper`` with the same
 shape runs them elsewhere — ``orchestrator.ray_ingest`` runs them as Ray tasks on a cluster.
@@ -27,7 +30,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from storage.preprocess.face import DEFAULT_MARGIN, crop_box, crop_frames, detect_face
+from storage.preprocess.face import DEFAULT_MARGIN, Detection, FaceError, crop_box, crop_frames, describe_all
+from storage.preprocess.landmarks import choose_face
 from storage.preprocess.temporal import TARGET_FPS, resample_index, resample_indices
 from storage.sources.frames import ClipError, ClipSource, read_clip
 from storage.store import Clip, StoreWriter
@@ -36,6 +40,7 @@ CROPS = ("face", "none")
 COLORS = ("gray", "rgb")
 FEATURES = ("flow_roi", "none")
 FLOW_SHAPE = (18, 2)  # flow_roi: (dx, dy) for each of the 18 regions of storage.preprocess.flow.ROIS
+MOTIONLESS_CROP = "face crop shows no motion while the source frames change: wrong face box?"
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,9 @@ class IngestReport:
     skipped: list[Skip] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # e.g. damaged frames replaced
     face_boxes: dict[str, list[int]] = field(default_factory=dict)  # clip -> [l, t, r, b], source pixels
+    # clip -> every detection on its onset frame ({"box", "score"}, best first: the one
+    # used), for the clips where the detector found more than one face
+    several_faces: dict[str, list[dict]] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
@@ -115,6 +123,7 @@ class Loaded:
     box: list[int] | None = None
     error: str | None = None
     features: dict[str, np.ndarray] | None = None
+    faces: list[dict] = field(default_factory=list)  # every detection on the onset frame, best first
 
 
 def _resize(frames: np.ndarray, size: int) -> np.ndarray:
@@ -123,10 +132,38 @@ def _resize(frames: np.ndarray, size: int) -> np.ndarray:
     return np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in frames])
 
 
-def prepare(frames: np.ndarray, onset: int, opts: IngestOptions) -> tuple[np.ndarray, list[int] | None, dict]:
-    """A clip's frames at the target frame rate -> (stored frames, face box or None, per-frame
-    features). Raises ClipError with the reason (no face, landmarks off the image, ...)."""
-    box, features = None, {}
+@dataclass
+class Prepared:
+    """One clip as ``prepare_clip`` leaves it."""
+
+    frames: np.ndarray  # the stored frames: cropped (or whole) and resized
+    box: list[int] | None  # the crop box, source pixels ([l, t, r, b]); None without a face crop
+    features: dict[str, np.ndarray]  # per-frame features by name
+    faces: list[Detection]  # every detection on the onset frame, best first (the one used)
+
+
+def _changes(frames: np.ndarray) -> bool:
+    """Whether any frame differs from the first in any pixel."""
+    return bool((frames != frames[:1]).any())
+
+
+def _check_crop_moves(source: np.ndarray, stored: np.ndarray, features: dict[str, np.ndarray], cropped: bool) -> None:
+    """ClipError when the source frames change but the crop does not move at all: flow
+    features exactly zero, or identical cropped frames. Camera frames always change a
+    little (sensor noise), so a crop that is exactly still is not of the moving face."""
+    if not _changes(source):
+        return
+    flow = features.get("flow_roi")
+    if (flow is not None and not flow.any()) or (cropped and not _changes(stored)):
+        raise ClipError(MOTIONLESS_CROP)
+
+
+def prepare_clip(frames: np.ndarray, onset: int, opts: IngestOptions) -> Prepared:
+    """A clip's frames at the target frame rate -> its stored frames, face box, per-frame
+    features and the detections the box was chosen from. Raises ClipError with the reason
+    (no face, a face box whose landmarks do not hold, landmarks off the image, a crop that
+    does not move while the frames do, ...)."""
+    source, crop, box, features, faces = frames, None, None, {}, []
     if opts.features == "flow_roi":
         from storage.preprocess.flow import FeatureError, clip_flow_features
 
@@ -134,17 +171,31 @@ def prepare(frames: np.ndarray, onset: int, opts: IngestOptions) -> tuple[np.nda
             flow = clip_flow_features(frames, onset=onset, crop_size=opts.flow_size)
         except FeatureError as e:
             raise ClipError(str(e)) from None
-        crop, features = flow.box, {"flow_roi": flow.features}
+        crop, features, faces = flow.box, {"flow_roi": flow.features}, list(flow.faces)
     elif opts.crop == "face":
-        face = detect_face(frames[onset])
-        if face is None:
-            raise ClipError("no face found on the onset frame")
-        crop = crop_box(face, opts.face_margin)
+        try:
+            choice = choose_face(frames[onset])
+        except FaceError as e:
+            raise ClipError(str(e)) from None
+        crop, faces = crop_box(choice.face.box, opts.face_margin), list(choice.found)
     if opts.crop == "face":
         frames, box = crop_frames(frames, crop, opts.size), crop.as_list()
     else:
         frames = _resize(frames, opts.size)
-    return frames, box, features
+    try:
+        _check_crop_moves(source, frames, features, cropped=opts.crop == "face")
+    except ClipError as e:
+        detail = f"; {describe_all(faces)}" if len(faces) > 1 else ""
+        where = f"crop box {crop.as_list()}" if crop is not None else "no crop"
+        raise ClipError(f"{e} ({where}{detail})") from None
+    return Prepared(frames, box, features, faces)
+
+
+def prepare(frames: np.ndarray, onset: int, opts: IngestOptions) -> tuple[np.ndarray, list[int] | None, dict]:
+    """A clip's frames at the target frame rate -> (stored frames, face box or None, per-frame
+    features); ``prepare_clip`` without the detections. Raises ClipError with the reason."""
+    got = prepare_clip(frames, onset, opts)
+    return got.frames, got.box, got.features
 
 
 def load_clip(src: ClipSource, opts: IngestOptions) -> Loaded:
@@ -163,10 +214,10 @@ def load_clip(src: ClipSource, opts: IngestOptions) -> Loaded:
         frames, n, keep, notes = read_clip(src, opts.color, kept)
         onset = resample_index(src.onset or 0, n, src.source_fps, opts.target_fps)
         try:
-            frames, box, features = prepare(frames, onset, opts)
+            got = prepare_clip(frames, onset, opts)
         except ClipError as e:
             raise ClipError(f"{src.origin}: {e} ({src.frame_name(int(keep[onset]))})") from None
-        return Loaded(frames, n, notes, box, features=features)
+        return Loaded(got.frames, n, notes, got.box, features=got.features, faces=[d.as_dict() for d in got.faces])
     except ClipError as e:
         return Loaded(None, error=str(e))
     except Exception as e:  # noqa: BLE001 - one clip's surprise must not sink the others
@@ -229,6 +280,8 @@ def ingest(sources: Iterable[ClipSource], out: str | Path, labels: list[str],
                     report.notes += [f"{src.clip_id}: {n}" for n in got.notes]
                     if got.box is not None:
                         report.face_boxes[src.clip_id] = got.box
+                    if len(got.faces) > 1:
+                        report.several_faces[src.clip_id] = got.faces
                 if progress:
                     progress(k, len(sources))
         finally:

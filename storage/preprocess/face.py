@@ -1,6 +1,11 @@
 """Face crop: one box per clip, found on its onset frame by dlib's frontal face detector and
 reused for every frame, so that the crop does not jitter with the detector.
 
+Where the detector finds several faces (a poster, a badge or a textured patch beside the
+subject), the one with the best detector score is the face, never the largest: a false
+positive can be larger than the face, with a score near the detector's threshold. Every
+detection is returned with its score (``detect_faces``), so that the caller can report them.
+
 The detector's box is tight (brows to chin); the crop is the square around its centre,
 ``margin`` larger on each side, so that the forehead and jaw stay in. Where the square
 reaches past the image, the edge pixels are repeated. A frame with no face gives ``None``:
@@ -16,6 +21,8 @@ import cv2
 import numpy as np
 
 DEFAULT_MARGIN = 0.2  # fraction of the detector box's side added on each side
+UPSAMPLES = (0, 1)  # the frame's own scale first; upsampled once only if nothing is found
+THRESHOLD = 0.0  # dlib's own threshold for a detection (``adjust_threshold`` 0)
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,25 @@ class Box:
         return [self.left, self.top, self.right, self.bottom]
 
 
+@dataclass(frozen=True)
+class Detection:
+    """One box the face detector returned, with its score (dlib's SVM margin: higher is
+    more face-like; 0 is the detection threshold)."""
+
+    box: Box
+    score: float
+
+    def as_dict(self) -> dict:
+        return {"box": self.box.as_list(), "score": round(self.score, 3)}
+
+    def describe(self) -> str:
+        return f"{self.box.as_list()} score {self.score:.2f}"
+
+
+class FaceError(Exception):
+    """No usable face on a frame; the message is the reason."""
+
+
 @lru_cache(maxsize=1)
 def _detector():
     import dlib  # imported here: only ingest with face crops needs it
@@ -52,16 +78,29 @@ def as_gray(frame: np.ndarray) -> np.ndarray:
     return frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
 
 
-def detect_face(frame: np.ndarray) -> Box | None:
-    """The largest face dlib finds on ``frame`` ([H, W] gray or [H, W, 3] RGB uint8), or
-    None. Searched at the frame's own scale first, then upsampled once (small faces)."""
+def detect_faces(frame: np.ndarray) -> list[Detection]:
+    """Every face dlib finds on ``frame`` ([H, W] gray or [H, W, 3] RGB uint8), best score
+    first (ties in the detector's order); empty if none. Searched at the frame's own scale
+    first, then upsampled once (small faces)."""
     gray = as_gray(frame)
-    for upsample in (0, 1):
-        found = _detector()(gray, upsample)
-        if len(found):
-            r = max(found, key=lambda d: d.width() * d.height())
-            return Box(r.left(), r.top(), r.right() + 1, r.bottom() + 1)
-    return None
+    for upsample in UPSAMPLES:
+        rects, scores, _ = _detector().run(gray, upsample, THRESHOLD)
+        if len(rects):
+            found = [Detection(Box(r.left(), r.top(), r.right() + 1, r.bottom() + 1), float(s))
+                     for r, s in zip(rects, scores)]
+            return sorted(found, key=lambda d: -d.score)
+    return []
+
+
+def detect_face(frame: np.ndarray) -> Box | None:
+    """The best-scoring face dlib finds on ``frame`` (see ``detect_faces``), or None."""
+    found = detect_faces(frame)
+    return found[0].box if found else None
+
+
+def describe_all(found: list[Detection] | tuple[Detection, ...]) -> str:
+    """"3 faces found: [l, t, r, b] score 1.55, ..." for a report line."""
+    return f"{len(found)} faces found: " + ", ".join(d.describe() for d in found)
 
 
 def crop_box(face: Box, margin: float = DEFAULT_MARGIN) -> Box:

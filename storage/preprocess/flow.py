@@ -3,8 +3,9 @@ regions of interest, after global head motion is removed.
 
 One clip at a time (``clip_flow_features``):
 
-1. the face is found on the onset frame (``detect_face``), its 68 landmarks placed, and
-   the square box derived from them (``face_box_from_landmarks``) crops every frame, resized
+1. the face is chosen on the onset frame (``landmarks.choose_face``: the detector's
+   best-scoring box whose 68 landmarks hold to the image), and the square box derived from
+   its landmarks (``face_box_from_landmarks``) crops every frame, resized
    to ``crop_size`` (256: the flow is computed on the face magnified about 3x from a
    128-pixel camera frame, where sub-pixel motions become pixels);
 2. dense Farneback flow from the onset crop to each frame's crop;
@@ -24,7 +25,8 @@ with 1, 2 and 8 threads), and the frames are processed in a fixed order.
 ROIs are squares around landmarks (offset from them in inter-ocular units), with a side
 of ``ROI_SIDE`` inter-ocular distances, in the ``ROIS`` table. "l" and "r" are the image's
 left and right (the subject's right and left). Every failure is a ``FeatureError`` with the
-reason the ingest report shows.
+reason the ingest report shows (no face, a face box whose landmarks do not hold, landmarks
+outside the image, a clip under 2 frames).
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from storage.preprocess.face import Box, as_gray, detect_face
-from storage.preprocess.landmarks import face_box_from_landmarks, landmarks_68
+from storage.preprocess.face import Box, Detection, FaceError, as_gray
+from storage.preprocess.landmarks import choose_face, face_box_from_landmarks
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,7 @@ class FlowFeatures:
     landmarks: np.ndarray  # [68, 2] float32 (x, y) on the onset frame, source pixels
     drift: np.ndarray  # [T, 2] float32: the global shift removed per frame, crop pixels
     iterations: np.ndarray  # [T] int32: how many times each frame's crop box was moved (recomputed flows)
+    faces: tuple[Detection, ...] = ()  # every detection on the onset frame, best score (the one used) first
 
 
 def _to_crop(pts: np.ndarray, box: Box, crop_size: int) -> np.ndarray:
@@ -164,15 +167,15 @@ def _check_inside(pts: np.ndarray, box: Box, shape: tuple[int, int]) -> None:
                            f"pixels (more than {MAX_OVERHANG:.0%} of its side)")
 
 
-def _locate(gray: np.ndarray) -> tuple[np.ndarray, Box]:
-    """Landmarks and crop box on the onset frame, or FeatureError."""
-    face = detect_face(gray)
-    if face is None:
-        raise FeatureError("no face found on the onset frame")
-    landmarks = landmarks_68(gray, face)
-    box = face_box_from_landmarks(landmarks, gray.shape)
-    _check_inside(landmarks, box, gray.shape)
-    return landmarks, box
+def _locate(gray: np.ndarray) -> tuple[np.ndarray, Box, tuple[Detection, ...]]:
+    """Landmarks, crop box and every detection on the onset frame, or FeatureError."""
+    try:
+        choice = choose_face(gray)
+    except FaceError as e:
+        raise FeatureError(str(e)) from None
+    box = face_box_from_landmarks(choice.landmarks, gray.shape)
+    _check_inside(choice.landmarks, box, gray.shape)
+    return choice.landmarks, box, choice.found
 
 
 def clip_flow_features(frames: np.ndarray, onset: int = 0, crop_size: int = 256, top_fraction: float = 0.25,
@@ -190,7 +193,7 @@ def clip_flow_features(frames: np.ndarray, onset: int = 0, crop_size: int = 256,
     if not 0 < top_fraction <= 1:
         raise ValueError(f"top_fraction: expected (0, 1], got {top_fraction}")
     gray = np.stack([as_gray(f) for f in frames])
-    landmarks, box = _locate(gray[onset])
+    landmarks, box, faces = _locate(gray[onset])
     rois, nose = _regions(_to_crop(landmarks, box, crop_size), crop_size)
     winsize = int(round(WINDOW * crop_size)) | 1
     to_source = box.width / crop_size
@@ -219,4 +222,4 @@ def clip_flow_features(frames: np.ndarray, onset: int = 0, crop_size: int = 256,
         flow -= shift
         drift[t] = moved[t] / to_source + shift
         features[t] = [_pool(flow, r, top_fraction) for r in rois]
-    return FlowFeatures(features, box, landmarks, drift, iterations)
+    return FlowFeatures(features, box, landmarks, drift, iterations, faces)
