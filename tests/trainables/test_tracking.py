@@ -28,6 +28,9 @@ def test_same_key_continues_the_same_run_without_duplicating_epochs(tracking):
     assert reopened.data.params == {"seed": "1", "late": "x"}  # missing params logged
     again.log_epoch(2, {"val_uf1": 0.2})  # re-trained epoch from an older checkpoint
     again.log_epoch(3, {"val_uf1": 0.3})
+    # buffered until a flush (the trainable flushes before every checkpoint and at the end)
+    assert sorted(m.step for m in client.get_metric_history(run.run_id, "val_uf1")) == [1, 2]
+    again.flush()
     steps = [m.step for m in client.get_metric_history(run.run_id, "val_uf1")]
     assert sorted(steps) == [1, 2, 3]
 
