@@ -6,7 +6,7 @@ flow ROI tokens) with ``fps_choices=(30,)`` and each clip's duration drawn from 
 usable onset..offset lengths; then direct ``Fitter`` runs, one thread: train on ``train``,
 the epoch chosen on ``test_A``, test UF1 on ``test_B``.
 
-    .venv/bin/python bench/length_policy.py [--seeds 3] [--epochs 24] [--store DIR]
+    .venv/bin/python bench/length_policy.py [--seeds 3] [--first-seed 0] [--epochs 24] [--store DIR]
 """
 
 from __future__ import annotations
@@ -67,6 +67,7 @@ def run(store, length, positions: str, seed: int, epochs: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--epochs", type=int, default=24)
     ap.add_argument("--store", default="/tmp/orch-length-bench/store")
     ap.add_argument("--out", default="/tmp/orch-length-bench/results.jsonl")
@@ -90,7 +91,7 @@ def main() -> None:
     print(f"store: {len(store)} clips, frames median {np.median(fc):.0f}, p90 {np.percentile(fc, 90):.0f}, "
           f"max {fc.max()}")
     with open(a.out, "a") as out:
-        for seed in range(a.seeds):
+        for seed in range(a.first_seed, a.first_seed + a.seeds):
             for positions in a.positions.split(","):
                 for n in a.lengths.split(","):
                     r = run(store, parse_length(n), positions, seed, a.epochs)
