@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import ray
 from rich.columns import Columns
 from rich.console import Console
@@ -26,10 +27,13 @@ from orchestrator.protocols import ProtocolError, TrialPlan, plan, search_plans
 from orchestrator.search_space import is_random
 from orchestrator.runner import ResourceError, Search, SweepOutcome, grid_size, init_ray, run_sweep
 from orchestrator.workdir import Workdir
+from storage.sampling import parse_length
 from storage.selection import label_map
 from storage.sources.synthetic import benchmark_spec, cached_store_path, ensure_store
 from storage.store import FrameStore, StoreError
 from trainables.config import TrialConfig
+from trainables.data import fit_to_store, refused_clips
+from trainables.model import ModelConfig
 
 
 class CommandError(Exception):
@@ -69,7 +73,9 @@ def open_store(exp: Experiment, wd: Workdir, console: Console, dry_run: bool) ->
         fs = FrameStore(path)
     except StoreError as e:
         raise CommandError(str(e)) from None
-    return exp.with_store(str(Path(path).resolve())), fs
+    exp = exp.with_store(str(Path(path).resolve()))
+    model = fit_to_store(exp.trial.model, fs, [parse_length(n) for n in exp.lengths])  # max_frames 0: from the store
+    return dataclasses.replace(exp, trial=dataclasses.replace(exp.trial, model=model)), fs
 
 
 def plans_of(exp: Experiment, fs: FrameStore) -> list[TrialPlan]:
@@ -82,7 +88,30 @@ def plans_of(exp: Experiment, fs: FrameStore) -> list[TrialPlan]:
     if exp.trial.data.token == "flow_roi" and "flow_roi" not in fs.feature_shapes:
         raise CommandError(f"{fs.path}: no flow features for token flow_roi (ingest computes them unless "
                            f"--features none; or use --token pixel_diff)")
+    check_lengths(exp, plans, fs)
     return plans
+
+
+def check_lengths(exp: Experiment, plans: list[TrialPlan], fs: FrameStore) -> None:
+    """Every clip a trial would load fits its model's positions; else the clips are named,
+    before anything starts."""
+    classes = label_map(exp.trial.data.label_map, fs).class_indices(fs)
+    groups: dict[tuple[str, ModelConfig], list[np.ndarray]] = {}
+    for p in plans:
+        model = TrialConfig.from_dict(p.trial).model if p.trial else exp.trial.model
+        roles = (p.roles.train, p.roles.validation, *p.roles.tests.values())
+        groups.setdefault((p.length, model), []).extend(s.rows(fs, classes) for s in roles)
+    lines = []
+    for (n, model), rows in groups.items():
+        bad = refused_clips(fs, np.unique(np.concatenate(rows)), parse_length(n), model)
+        if bad:
+            lines.append(f"length {n}: {len(bad)} clip(s) longer than model.max_frames={model.max_frames}: "
+                         + ", ".join(bad[:10]) + (f", ... ({len(bad) - 10} more)" if len(bad) > 10 else ""))
+    if lines:
+        raise CommandError("the model's learned positions cannot take every clip the trials would load:\n  "
+                           + "\n  ".join(lines) + f"\nthe store's longest clip has "
+                           f"{int(fs.column('frame_count').max())} frames; set model.max_frames to 0 (the store's "
+                           f"longest) or at least that, or model.positions to normalized_time (any length)")
 
 
 def print_plan(console: Console, exp: Experiment, fs: FrameStore | None, plans: list[TrialPlan] | None,
@@ -95,6 +124,11 @@ def print_plan(console: Console, exp: Experiment, fs: FrameStore | None, plans: 
     console.print(f"store: {where}")
     console.print(f"splits: {exp.protocol.roles_text()}; labels: {d.label_map}; token {d.token}; "
                   f"{exp.trial.train.epochs} epochs")
+    m = exp.trial.model
+    upto = m.max_frames or "the store's longest"  # 0 until the store is opened
+    longest = f" (the store's longest clip: {int(fs.column('frame_count').max())} frames)" if fs is not None else ""
+    console.print("model: " + (f"{m.time_points} positions by normalised time over each clip"
+                               if m.positions != "learned" else f"learned positions for up to {upto} frames") + longest)
     if plans is None:  # only the ablation can be listed without its store
         names = [f"seed{s}-N{n}" for n in exp.lengths for s in exp.seeds]
     else:

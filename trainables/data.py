@@ -7,13 +7,16 @@ sampled frames are copied), then batches are plain indexing.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from storage.sampling import uniform_indices
+from storage.sampling import length_name, uniform_indices
 from storage.store import FrameStore
+from trainables.model import ModelConfig
 from trainables.tokens import token_features
 
 
@@ -49,9 +52,42 @@ class SplitData:
                          self.labels.to(device))
 
 
+def fit_to_store(model: ModelConfig, store: FrameStore, lengths: Iterable[int | None] = ()) -> ModelConfig:
+    """``model`` with ``max_frames`` 0 ("from the store") resolved: the store's longest clip,
+    or the largest of ``lengths`` (frames sampled per clip) if that is longer — so learned
+    positions cover every clip the store holds at every length. An explicit value is kept
+    (``refused_clips`` names what it cannot take)."""
+    if model.max_frames:
+        return model
+    longest = int(store.column("frame_count").max()) if len(store) else 1
+    return dataclasses.replace(model, max_frames=max([longest, *(n for n in lengths if n is not None)]))
+
+
+def frame_limit(model: ModelConfig) -> int | None:
+    """The most frames a clip may have for ``model`` (None: any — normalised-time positions)."""
+    return model.max_frames if model.positions == "learned" else None
+
+
+def refused_clips(store: FrameStore, rows: np.ndarray, length: int | None, model: ModelConfig) -> list[str]:
+    """The clips of ``rows`` that ``model`` cannot take at ``length``, each as
+    ``"CLIP_ID (T frames)"``, longest first."""
+    limit = frame_limit(model)
+    rows = np.asarray(rows, np.int64)
+    if limit is None or len(rows) == 0:
+        return []
+    frames = store.column("frame_count")[rows]
+    n = frames if length is None else np.full(len(rows), length)
+    bad = np.flatnonzero(n > limit)
+    bad = bad[np.argsort(-n[bad], kind="stable")]
+    ids = store.column("clip_id")[rows]
+    return [f"{ids[k]} ({frames[k]} frames" + (f", sampled {length_name(length)}" if length else "") + ")"
+            for k in bad]
+
+
 def load_split(store: FrameStore, rows: np.ndarray, role: str, classes: np.ndarray, length: int | None,
-               token: str, token_grid: int, max_frames: int, what: str = "") -> SplitData:
-    """Tokens of the clips ``rows`` of ``store`` with ``length`` frames each (None: all).
+               token: str, token_grid: int, max_frames: int | None, what: str = "") -> SplitData:
+    """Tokens of the clips ``rows`` of ``store`` with ``length`` frames each (None: all);
+    ``max_frames``: the most a clip may have (``frame_limit``; None: any).
 
     ``classes`` is the clip's class per store row (``storage.selection.LabelMap``); train and
     validation need every clip labelled, a test may be wholly unlabelled (competition test
@@ -79,7 +115,7 @@ def load_split(store: FrameStore, rows: np.ndarray, role: str, classes: np.ndarr
 
     feats = [token_features(token, store, int(i), frames_of(int(i)), token_grid) for i in rows]
     t_max = max(len(f) for f in feats)
-    if t_max > max_frames:
+    if max_frames is not None and t_max > max_frames:
         worst = ids[int(np.argmax([len(f) for f in feats]))]
         raise ValueError(
             f"{what}: clip {worst!r} has {t_max} frames, more than model.max_frames={max_frames}"

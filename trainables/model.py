@@ -26,7 +26,15 @@ class ModelConfig:
     dim_head: int = 64
     mlp_dim: int = 64
     dropout: float = 0.0
-    max_frames: int = 256  # positional embeddings available (CLS excluded)
+    # learned positions: the longest clip the table covers (CLS excluded); 0 = the store's
+    # longest clip, resolved when the experiment's store is opened (trainables.data.fit_to_store)
+    max_frames: int = 0
+    # "learned" (the paper's): frame k of every clip adds table entry k, so one entry means a
+    # different phase of the expression in clips of different lengths. "normalized_time": frame
+    # k of a T-frame clip sits at k / (T - 1) on a table of `time_points` entries spanning the
+    # clip, linearly interpolated, so an entry means the same phase at every length.
+    positions: str = "learned"
+    time_points: int = 16  # normalized_time: entries of its table (any clip length fits)
 
 
 class Attention(nn.Module):
@@ -72,7 +80,16 @@ class EvolutionTransformer(nn.Module):
         self.config = config
         self.embed = nn.Sequential(nn.Linear(token_dim, config.dim), nn.LayerNorm(config.dim))
         self.cls = nn.Parameter(torch.randn(1, 1, config.dim))
-        self.pos = nn.Parameter(torch.randn(1, config.max_frames + 1, config.dim))
+        if config.positions not in POSITIONS:
+            raise ValueError(f"model.positions: expected one of {POSITIONS}, got {config.positions!r}")
+        if config.positions == "learned" and config.max_frames < 1:
+            raise ValueError(f"model.max_frames={config.max_frames}: learned positions need the longest clip "
+                             f"they cover (0 = the store's longest, resolved by trainables.data.fit_to_store "
+                             f"before the model is built)")
+        if config.positions == "normalized_time" and config.time_points < 2:
+            raise ValueError(f"model.time_points={config.time_points}: normalized_time needs at least 2")
+        rows = config.max_frames if config.positions == "learned" else config.time_points
+        self.pos = nn.Parameter(torch.randn(1, rows + 1, config.dim))  # entry 0: the CLS token's
         self.layers = nn.ModuleList(
             nn.ModuleList([
                 Attention(config.dim, config.heads, config.dim_head, config.dropout),
@@ -85,12 +102,8 @@ class EvolutionTransformer(nn.Module):
 
     def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         b, t, _ = tokens.shape
-        if t > self.config.max_frames:
-            raise ValueError(
-                f"clip of {t} frames exceeds the model's max_frames={self.config.max_frames}"
-            )
         x = torch.cat([self.cls.expand(b, -1, -1), self.embed(tokens)], dim=1)
-        x = x + self.pos[:, : t + 1]
+        x = x + self._positions(t, mask)
         keep = torch.cat([mask.new_ones(b, 1), mask], dim=1)  # CLS is always a key
         attn_mask = keep[:, None, None, :]  # [B, 1, 1, T+1], broadcast over heads and queries
         for attn, ff in self.layers:
@@ -98,7 +111,24 @@ class EvolutionTransformer(nn.Module):
             x = x + ff(x)
         return self.head(self.norm(x[:, 0]))
 
+    def _positions(self, t: int, mask: torch.Tensor) -> torch.Tensor:
+        """Positional embeddings of the CLS token and ``t`` frames: ``[1 or B, t + 1, dim]``."""
+        if self.config.positions == "learned":
+            if t > self.config.max_frames:
+                raise ValueError(f"clip of {t} frames exceeds the model's max_frames={self.config.max_frames}")
+            return self.pos[:, : t + 1]
+        # normalized_time: each clip by its own length (the mask's), so padding changes nothing
+        table = self.pos[0, 1:]  # [P, dim]
+        length = mask.sum(dim=1, keepdim=True).clamp(min=2)  # [B, 1]; a 1-frame clip sits at 0
+        at = torch.arange(t, device=mask.device)[None, :] / (length - 1) * (table.shape[0] - 1)
+        at = at.clamp(max=table.shape[0] - 1)  # padded frames: anything inside the table
+        lo = at.floor().long().clamp(max=table.shape[0] - 2)
+        w = (at - lo)[..., None].to(table.dtype)
+        frames = table[lo] * (1 - w) + table[lo + 1] * w  # [B, t, dim]
+        return torch.cat([self.pos[:, :1].expand(mask.shape[0], -1, -1), frames], dim=1)
 
+
+POSITIONS = ("learned", "normalized_time")
 MODELS = {"evolution_transformer": EvolutionTransformer}
 
 

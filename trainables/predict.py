@@ -16,7 +16,7 @@ import torch
 from storage.selection import Selection, label_map
 from storage.store import FrameStore
 from trainables.config import TrialConfig
-from trainables.data import load_split
+from trainables.data import frame_limit, load_split
 from trainables.fit import evaluate
 from trainables.model import create_model
 
@@ -41,7 +41,7 @@ def predict(saved: bytes, store: FrameStore, split: str) -> Prediction:
         raise ValueError(f"split {split!r}: no clips in store {store.path} "
                          f"(it has: {', '.join(sorted(set(store.column('split'))))})")
     d = trial.data
-    data = load_split(store, rows, "test", classes, d.length, d.token, d.token_grid, trial.model.max_frames,
+    data = load_split(store, rows, "test", classes, d.length, d.token, d.token_grid, frame_limit(trial.model),
                       what=f"split {split!r}")
     model = create_model(trial.model, int(blob["token_dim"]), len(labels.classes))
     model.load_state_dict(blob["state_dict"])

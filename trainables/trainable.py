@@ -38,7 +38,7 @@ from storage.selection import LabelMap, Roles, label_map
 from storage.store import FrameStore
 from trainables.code_version import code_version
 from trainables.config import TrialConfig
-from trainables.data import SplitData, load_split
+from trainables.data import SplitData, fit_to_store, frame_limit, load_split
 from trainables.fit import FitState, Fitter, LeakageError, evaluate
 from trainables.model import create_model
 from trainables.tracking import TrackingConfig, TrialRun
@@ -92,6 +92,7 @@ def train_trial(config: dict) -> None:
     roles = Roles.from_dict(plan["roles"])
     torch.set_num_threads(int(config.get("threads", 1)))
     store = open_store(trial.data.store)
+    trial = dataclasses.replace(trial, model=fit_to_store(trial.model, store, [trial.data.length]))  # the driver did
     labels = label_map(trial.data.label_map, store)
     classes = labels.class_indices(store)
     t = config["tracking"]
@@ -147,7 +148,7 @@ def _train(trial: TrialConfig, roles: Roles, labels: LabelMap, classes: np.ndarr
 
     def data(sel, role: str, what: str) -> SplitData:
         return load_split(store, sel.rows(store, classes), role, classes, d.length, d.token, d.token_grid,
-                          trial.model.max_frames, what=what).to(device)
+                          frame_limit(trial.model), what=what).to(device)
 
     train = data(roles.train, "train", f"train ({roles.train.describe()})")
     val = data(roles.validation, "validation", f"validation ({roles.validation.describe()})")

@@ -12,7 +12,7 @@ from trainables.data import load_split
 from trainables.fit import FitState, Fitter, LeakageError, evaluate, learning_rate
 from trainables.model import ModelConfig, create_model
 
-SMALL = ModelConfig(depth=2, heads=2, dim_head=16)
+SMALL = ModelConfig(depth=2, heads=2, dim_head=16, max_frames=256)
 
 
 ROLE = {"train": "train", "test_A": "validation", "test_B": "test"}

@@ -88,6 +88,9 @@ class SyntheticSpec:
     # expressions under CAS(ME)^3's seven emotion names, contempt rendered as "others") —
     # a CAS(ME)^3-like store, e.g. ``subjects={"all": 12}`` for LOSO
     labels: str = "dfme"
+    # non-empty: each clip's duration (s) is drawn from these values (an empirical length
+    # distribution, e.g. a real sheet's onset..offset spans / fps) instead of from duration_s
+    durations_from: tuple[float, ...] = ()
 
     def __post_init__(self):
         if self.labels not in LABEL_SETS:
@@ -191,7 +194,7 @@ def render_clip(subject: _Subject, expression: str, spec: SyntheticSpec,
     ``spec.duration_s``); ``keep(T)`` renders only those frames (their noise is drawn in
     order, so it differs from a full render's)."""
     r = subject.render
-    duration = rng.uniform(*spec.duration_s)
+    duration = rng.choice(spec.durations_from) if spec.durations_from else rng.uniform(*spec.duration_s)
     n = n_frames if n_frames is not None else max(2, int(round(duration * fps)))
     t = np.linspace(0.0, 1.0, n)
     t_s = np.arange(n) / fps  # the expression's dynamics are in seconds
