@@ -18,6 +18,7 @@ from orchestrator.store_cli import store_app
 from orchestrator.workdir import ENV_VAR, Workdir
 from storage.store import StoreError
 from trainables.config import DataConfig, TrainConfig, TrialConfig
+from trainables.model import ModelConfig
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="orch: orchestrated micro-expression recognition experiments (Ray Tune + MLflow).")
@@ -41,6 +42,9 @@ REUSE = typer.Option(False, "--reuse-across-versions", help="Reuse FINISHED runs
 BENCHMARK = typer.Option("default", help="The built-in synthetic benchmark used when no --store is given: "
                          "default (306 clips, 32-64 frames) or dfme-size (DFME's competition split at full size: "
                          "2,629 clips, 259 subjects).")
+POSITIONS = typer.Option("learned", help="The model's positions: learned (the paper's: one learned entry per "
+                         "frame index) or normalized_time (frame k of a T-frame clip at k/(T-1) of a small learned "
+                         "table: the same phase at every clip length; see docs/ARCHITECTURE.md, Length policy).")
 CLASSES = typer.Option(None, help="3 or 7: CAS(ME)^3's 3-class (negative/positive/surprise; 'others' left out) "
                        "or 7-class task. Default: the store's own labels.")
 
@@ -65,13 +69,13 @@ def _label_map(classes: Optional[int]) -> str:
 
 def _experiment(name: str, protocol: Protocol, store: Optional[Path], seeds: int, lengths: str, epochs: int,
                 token: str, label_map: str, cpus: float, gpus: float, save_model: bool = False,
-                benchmark: str = "default") -> Experiment:
+                benchmark: str = "default", positions: str = "learned") -> Experiment:
     try:
         return Experiment(
             name=name, protocol=protocol, store=str(store) if store else "", benchmark=benchmark,
             seeds=tuple(range(seeds)),
             lengths=tuple(x.strip() for x in lengths.split(",") if x.strip()),
-            trial=TrialConfig(data=DataConfig(token=token, label_map=label_map),
+            trial=TrialConfig(data=DataConfig(token=token, label_map=label_map), model=ModelConfig(positions=positions),
                               train=dataclasses.replace(TrainConfig(), epochs=epochs)),
             resources=Resources(cpus, gpus), save_model=save_model,
         )
@@ -112,6 +116,7 @@ def ablation(
     store: Optional[Path] = typer.Option(None, help="Frame store to use; default: the built-in synthetic benchmark."),
     benchmark: str = BENCHMARK,
     epochs: int = EPOCHS,
+    positions: str = POSITIONS,
     token: str = TOKEN,
     experiment: str = typer.Option("ablation", help="Experiment name (MLflow experiment, report folder)."),
     cpus_per_trial: float = CPUS,
@@ -129,7 +134,7 @@ def ablation(
     'test_A' (validation), report on 'test_B' (test). Prints the Table 4 layout at the end.
     """
     exp = _experiment(experiment, Protocol("ablation"), store, seeds, lengths, epochs, token, "store",
-                      cpus_per_trial, gpus_per_trial, benchmark=benchmark)
+                      cpus_per_trial, gpus_per_trial, benchmark=benchmark, positions=positions)
     _go(exp, workdir, address, progress, dry_run, save_yaml, reuse_across_versions)
 
 
@@ -145,6 +150,7 @@ def loso(
     use_splits: str = typer.Option("", help="Store splits whose clips take part, comma-separated (default: all)."),
     benchmark: str = BENCHMARK,
     epochs: int = EPOCHS,
+    positions: str = POSITIONS,
     token: str = TOKEN,
     experiment: str = typer.Option("loso", help="Experiment name (MLflow experiment, report folder)."),
     cpus_per_trial: float = CPUS,
@@ -169,7 +175,7 @@ def loso(
     except ValueError as e:
         _fail(str(e))
     exp = _experiment(experiment, proto, store, seeds, lengths, epochs, token, _label_map(classes),
-                      cpus_per_trial, gpus_per_trial, benchmark=benchmark)
+                      cpus_per_trial, gpus_per_trial, benchmark=benchmark, positions=positions)
     _go(exp, workdir, address, progress, dry_run, save_yaml, reuse_across_versions)
 
 
@@ -184,6 +190,7 @@ def split(
                                               "as validation (4:1 by default), subject-disjoint."),
     benchmark: str = BENCHMARK,
     epochs: int = EPOCHS,
+    positions: str = POSITIONS,
     token: str = TOKEN,
     save_model: bool = typer.Option(True, help="Keep each run's selected parameters (for orch predict)."),
     experiment: str = typer.Option("split", help="Experiment name (MLflow experiment, report folder)."),
@@ -208,7 +215,7 @@ def split(
     except ValueError as e:
         _fail(str(e))
     exp = _experiment(experiment, proto, store, seeds, lengths, epochs, token, "store",
-                      cpus_per_trial, gpus_per_trial, save_model=save_model, benchmark=benchmark)
+                      cpus_per_trial, gpus_per_trial, save_model=save_model, benchmark=benchmark, positions=positions)
     _go(exp, workdir, address, progress, dry_run, save_yaml, reuse_across_versions)
 
 
@@ -225,6 +232,7 @@ def search(
     lengths: str = typer.Option("all", help=LENGTHS_HELP + " The search uses the first."),
     benchmark: str = BENCHMARK,
     epochs: int = EPOCHS,
+    positions: str = POSITIONS,
     token: str = TOKEN,
     grace_period: Optional[int] = typer.Option(None, help="ASHA: epochs every configuration trains before it may "
                                                "be stopped (default: 2, or the epochs if fewer)."),
@@ -250,7 +258,7 @@ def search(
         _fail(f"--protocol: split or loso, got {protocol!r}")
     exp = _experiment(experiment, Protocol(protocol), store, seeds, lengths, epochs, token,
                       _label_map(classes) if protocol == "loso" else "store", cpus_per_trial, gpus_per_trial,
-                      save_model=protocol == "split", benchmark=benchmark)
+                      save_model=protocol == "split", benchmark=benchmark, positions=positions)
     try:
         exp = dataclasses.replace(exp, search=SearchSpec(read_yaml(space), samples, grace_period))
     except ValueError as e:

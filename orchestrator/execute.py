@@ -269,11 +269,12 @@ def mlflow_ui_command(wd: Workdir) -> str:
 
 
 def _print_ablation(console: Console, rows: list[report.AblationRow], title: str) -> None:
-    t = Table(title=title)
-    for col in ("N frames", "UF1 (%)", "UAR (%)", "seeds"):
+    t = Table(title=title, caption="p: paired Wilcoxon signed-rank test of UF1 against all frames over seeds")
+    for col in ("N frames", "UF1 (%)", "UAR (%)", "seeds", "p vs all"):
         t.add_column(col, justify="right")
     for r in rows:
-        t.add_row(r.length, report.pm(r.uf1_mean, r.uf1_std), report.pm(r.uar_mean, r.uar_std), str(r.n_seeds))
+        t.add_row(r.length, report.pm(r.uf1_mean, r.uf1_std), report.pm(r.uar_mean, r.uar_std), str(r.n_seeds),
+                  report.p_text(r.p_vs_all))
     console.print(t)
 
 

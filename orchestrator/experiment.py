@@ -32,6 +32,7 @@ from storage.sources.synthetic import BENCHMARKS
 from orchestrator.search_space import parse_space
 from orchestrator.yaml_file import read_yaml
 from trainables.config import TrialConfig, build_dataclass, check_value
+from trainables.model import POSITIONS
 from trainables.tokens import TOKENS
 
 PROTOCOLS = ("ablation", "split", "loso")
@@ -165,6 +166,8 @@ class Experiment:
             raise ValueError(f"trial.train.epochs: must be at least 1, got {self.trial.train.epochs}")
         if self.trial.data.token not in TOKENS:
             raise ValueError(f"trial.data.token: {self.trial.data.token!r} is not one of {sorted(TOKENS)}")
+        if self.trial.model.positions not in POSITIONS:
+            raise ValueError(f"trial.model.positions: {self.trial.model.positions!r} is not one of {list(POSITIONS)}")
         if self.trial.train.class_weight not in ("none", "balanced"):
             raise ValueError(f"trial.train.class_weight: expected 'none' or 'balanced', got {self.trial.train.class_weight!r}")
         if self.resources.cpus_per_trial <= 0 or self.resources.gpus_per_trial < 0:

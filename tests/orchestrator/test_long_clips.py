@@ -45,7 +45,7 @@ def long_clip_store(tmp_path_factory):
 
 def test_loso_all_frames_trains_every_fold_with_a_277_frame_clip(long_clip_store, ray_session, tmp_path):
     wd = tmp_path / "work"
-    r = CliRunner().invoke(app, ["loso", "--store", str(long_clip_store), "--classes", "7", "--length", "all",
+    r = CliRunner().invoke(app, ["loso", "--store", str(long_clip_store), "--classes", "7", "--lengths", "all",
                                  "--seeds", "1", "--epochs", "1", "--workdir", str(wd), "--no-progress"])
     assert r.exit_code == 0, r.output
     client = MlflowClient(f"sqlite:///{wd / 'mlflow.db'}")
@@ -59,7 +59,7 @@ def test_loso_all_frames_trains_every_fold_with_a_277_frame_clip(long_clip_store
 
 def test_a_setting_that_would_refuse_the_long_clip_is_named_before_ray_starts(long_clip_store, tmp_path):
     saved = tmp_path / "loso.yaml"
-    r = CliRunner().invoke(app, ["loso", "--store", str(long_clip_store), "--classes", "7", "--length", "16,all",
+    r = CliRunner().invoke(app, ["loso", "--store", str(long_clip_store), "--classes", "7", "--lengths", "16,all",
                                  "--seeds", "1", "--save-yaml", str(saved)])
     assert r.exit_code == 0, r.output
     exp = yaml.safe_load(saved.read_text())
