@@ -61,7 +61,8 @@ def builtin_store(wd: Workdir, console: Console, name: str = "default") -> Path:
 
 def open_store(exp: Experiment, wd: Workdir, console: Console, dry_run: bool) -> tuple[Experiment, FrameStore | None]:
     """The experiment's store, opened and checked against its token and label map; the
-    experiment comes back with the store's absolute path. ``None`` for a dry run whose
+    experiment comes back with the store's absolute path in its trial config (and as its
+    ``store`` unless it is the built-in benchmark, which it keeps naming by ``benchmark``). ``None`` for a dry run whose
     built-in benchmark is not built yet (a dry run builds nothing)."""
     if not exp.store:
         if dry_run and not cached_store_path(benchmark_spec(exp.benchmark), wd.stores).exists():
@@ -73,7 +74,12 @@ def open_store(exp: Experiment, wd: Workdir, console: Console, dry_run: bool) ->
         fs = FrameStore(path)
     except StoreError as e:
         raise CommandError(str(e)) from None
-    exp = exp.with_store(str(Path(path).resolve()))
+    resolved = str(Path(path).resolve())
+    if exp.store:
+        exp = exp.with_store(resolved)
+    else:  # the built-in benchmark: the experiment keeps naming it (its YAML and params say which)
+        exp = dataclasses.replace(exp, trial=dataclasses.replace(
+            exp.trial, data=dataclasses.replace(exp.trial.data, store=resolved)))
     model = fit_to_store(exp.trial.model, fs, [parse_length(n) for n in exp.lengths])  # max_frames 0: from the store
     return dataclasses.replace(exp, trial=dataclasses.replace(exp.trial, model=model)), fs
 

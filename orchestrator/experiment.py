@@ -166,8 +166,13 @@ class Experiment:
             raise ValueError(f"trial.train.epochs: must be at least 1, got {self.trial.train.epochs}")
         if self.trial.data.token not in TOKENS:
             raise ValueError(f"trial.data.token: {self.trial.data.token!r} is not one of {sorted(TOKENS)}")
-        if self.trial.model.positions not in POSITIONS:
-            raise ValueError(f"trial.model.positions: {self.trial.model.positions!r} is not one of {list(POSITIONS)}")
+        m = self.trial.model
+        if m.positions not in POSITIONS:
+            raise ValueError(f"trial.model.positions: {m.positions!r} is not one of {list(POSITIONS)}")
+        if m.max_frames < 0:
+            raise ValueError(f"trial.model.max_frames: 0 (the store's longest clip) or more, got {m.max_frames}")
+        if m.time_points < 2:
+            raise ValueError(f"trial.model.time_points: at least 2, got {m.time_points}")
         if self.trial.train.class_weight not in ("none", "balanced"):
             raise ValueError(f"trial.train.class_weight: expected 'none' or 'balanced', got {self.trial.train.class_weight!r}")
         if self.resources.cpus_per_trial <= 0 or self.resources.gpus_per_trial < 0:

@@ -144,7 +144,7 @@ class Prepared:
 
 def _changes(frames: np.ndarray) -> bool:
     """Whether any frame differs from the first in any pixel."""
-    return bool((frames != frames[:1]).any())
+    return any(not np.array_equal(f, frames[0]) for f in frames[1:])  # frame by frame: no full-size copy
 
 
 def _check_crop_moves(source: np.ndarray, stored: np.ndarray, features: dict[str, np.ndarray], cropped: bool) -> None:

@@ -88,8 +88,6 @@ class EvolutionTransformer(nn.Module):
                              f"before the model is built)")
         if config.positions == "normalized_time" and config.time_points < 2:
             raise ValueError(f"model.time_points={config.time_points}: normalized_time needs at least 2")
-        rows = config.max_frames if config.positions == "learned" else config.time_points
-        self.pos = nn.Parameter(torch.randn(1, rows + 1, config.dim))  # entry 0: the CLS token's
         self.layers = nn.ModuleList(
             nn.ModuleList([
                 Attention(config.dim, config.heads, config.dim_head, config.dropout),
@@ -99,6 +97,10 @@ class EvolutionTransformer(nn.Module):
         )
         self.norm = nn.LayerNorm(config.dim)
         self.head = nn.Linear(config.dim, num_classes)
+        # created last, so no other parameter's initialisation depends on the table's size
+        # (which comes from the store), and its first rows are the same whatever its size
+        rows = config.max_frames if config.positions == "learned" else config.time_points
+        self.pos = nn.Parameter(torch.randn(1, rows + 1, config.dim))  # entry 0: the CLS token's
 
     def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         b, t, _ = tokens.shape

@@ -64,13 +64,18 @@ def trial_config(config: dict) -> TrialConfig:
     return dataclasses.replace(base, seed=int(plan["seed"]), data=data)
 
 
-def trial_key(sweep_key: str, name: str, trial: TrialConfig) -> str:
-    """A trial's identity: its sweep, its name in the protocol (seed, length, fold) and a
-    digest of its whole config (searches sample several configs under one name); the store
-    is in the sweep key by fingerprint, so its path is left out. The code that computes the
-    numbers is the other half of the identity: ``tracking.TrialRun.open`` looks for runs of
-    this key made by this code digest (``config["code"]``)."""
-    return f"{sweep_key}/{name}/{trial.digest(exclude=('data.store',))}"
+def trial_key(sweep_key: str, name: str, trial: TrialConfig, roles: dict | None = None) -> str:
+    """A trial's identity: its sweep, its name in the protocol (seed, length, fold), a
+    digest of its whole config (searches sample several configs under one name) and of its
+    roles (which splits and subjects train, validate and test: the protocol draws them in
+    the driver, so a change to how they are drawn is a new trial); the store is in the
+    sweep key by fingerprint, so its path is left out. The code that computes the numbers
+    is the other half of the identity: ``tracking.TrialRun.open`` looks for runs of this key
+    made by this code digest (``config["code"]``)."""
+    key = f"{sweep_key}/{name}/{trial.digest(exclude=('data.store',))}"
+    if roles is not None:
+        key += "/" + hashlib.sha256(json.dumps(roles, sort_keys=True).encode()).hexdigest()[:12]
+    return key
 
 
 def tune_report(metrics: dict, checkpoint: tune.Checkpoint | None = None) -> None:
@@ -100,7 +105,7 @@ def train_trial(config: dict) -> None:
     length = length_name(trial.data.length)
     tracking = TrackingConfig(
         uri=t["uri"], experiment_id=t["experiment_id"], sweep_key=t["sweep_key"],
-        trial_key=trial_key(t["sweep_key"], plan["name"], trial), run_name=plan["name"],
+        trial_key=trial_key(t["sweep_key"], plan["name"], trial, plan["roles"]), run_name=plan["name"],
         code_digest=code["digest"], reuse_across_versions=bool(t.get("reuse_across_versions")),
     )
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # Ray sets CUDA_VISIBLE_DEVICES
@@ -124,7 +129,10 @@ def train_trial(config: dict) -> None:
         run.fail(traceback.format_exc())
         raise
     except BaseException:  # stopped from outside (Ray stop, an early-stopping scheduler, Ctrl-C)
-        run.client.set_terminated(run.run_id, "KILLED")
+        try:
+            run.flush()  # the epochs it trained stay in its history (ASHA stops before any checkpoint)
+        finally:
+            run.client.set_terminated(run.run_id, "KILLED")
         raise
 
 

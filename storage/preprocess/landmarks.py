@@ -101,9 +101,9 @@ def face_box_from_landmarks(pts: np.ndarray, frame_shape: tuple[int, ...], scale
 class FaceChoice:
     """The face a clip is cropped around, and what the choice was made from."""
 
-    face: Detection  # the best-scoring detection, whose landmarks passed the hold test
+    face: Detection  # the best-scoring detection whose landmarks passed the hold test
     landmarks: np.ndarray  # [68, 2] float32 in ``face``'s box
-    found: tuple[Detection, ...]  # every detection on the frame, best score first
+    found: tuple[Detection, ...]  # every detection on the frame: the one used first, then by score
 
 
 def _moved(face: Box, dx: int, dy: int) -> Box:
@@ -127,19 +127,23 @@ def eye_follow(frame: np.ndarray, face: Box, pts: np.ndarray | None = None, shif
 
 
 def choose_face(frame: np.ndarray) -> FaceChoice:
-    """The face on ``frame``: the detector's best-scoring box, if its landmarks hold (see the
-    module docstring), else FaceError with the reason (every detection named where there are
-    several)."""
+    """The face on ``frame``: the best-scoring detection whose landmarks hold (see the module
+    docstring) — tried in score order —, else FaceError with the reason (every detection
+    named where there are several)."""
     gray = as_gray(frame)
     found = tuple(detect_faces(gray))
     if not found:
         raise FaceError("no face found on the onset frame")
-    best = found[0]
-    pts = landmarks_68(gray, best.box)
-    follow = eye_follow(gray, best.box, pts)
-    if follow > MAX_FOLLOW:
-        others = f"; {describe_all(found)}" if len(found) > 1 else ""
-        raise FaceError(f"the best-scoring face box {best.describe()} is not a face: its landmarks do not hold "
-                        f"(moved by {HOLD_SHIFT:.0%} of the box, the eyes follow it by {follow:.2f} of the move; "
-                        f"on a face they stay put: at most {MAX_FOLLOW:.2f}){others}")
-    return FaceChoice(best, pts, found)
+    follows = []
+    for face in found:
+        pts = landmarks_68(gray, face.box)
+        follow = eye_follow(gray, face.box, pts)
+        if follow <= MAX_FOLLOW:
+            return FaceChoice(face, pts, (face, *(d for d in found if d is not face)))
+        follows.append(follow)
+    how = (f"(moved by {HOLD_SHIFT:.0%} of the box, the eyes follow it by {', '.join(f'{f:.2f}' for f in follows)} "
+           f"of the move; on a face they stay put: at most {MAX_FOLLOW:.2f})")
+    if len(found) == 1:
+        raise FaceError(f"the face box {found[0].describe()} is not a face: its landmarks do not hold {how}")
+    raise FaceError(f"none of the {len(found)} face boxes is a face: their landmarks do not hold {how}; "
+                    f"{describe_all(found)}")

@@ -99,6 +99,8 @@ def test_fear_and_surprise_differ_only_in_dynamics():
         span = motion_span(0.8, rng)
         assert _peaks(envelope("double", t, rng, span)) == 2
         assert _peaks(envelope("single", t, rng, span)) == 1
+        short = envelope("short", t, rng, span)
+        assert _peaks(short) == 1 and np.count_nonzero(short) * 0.001 <= 0.09  # one pulse of at most 90 ms
 
 
 def test_the_contempt_twitch_is_seen_by_all_frames_and_often_missed_by_16():

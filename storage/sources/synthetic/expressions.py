@@ -7,9 +7,9 @@ long holds the same movements in twice the frames.
 
 The benchmark is *temporal by construction*, at several time scales:
 
-- fear and surprise move the same points the same way; surprise in one slow pulse
-  (200-350 ms), fear in two short pulses (60-90 ms each, 180-280 ms apart) — a few
-  evenly spaced frames see them as one, or miss them;
+- fear and surprise move the same points the same way, in short pulses (60-90 ms each):
+  surprise once, fear twice (peaks 180-280 ms apart) — they differ only in the number of
+  movements, and evenly spaced frames 50-90 ms apart (N = 8) often miss one of them;
 - contempt and happiness share the same slow lip-corner pull; contempt adds a brief
   one-sided twitch (25-45 ms, 2-4 frames at 100 fps) of one lip corner. Evenly spaced
   frames are 20-42 ms apart at N = 16 on the benchmark's 32-64 frame clips, so they often
@@ -48,7 +48,7 @@ class Movement:
 class Expression:
     name: str
     movements: tuple[Movement, ...]
-    dynamics: str  # "single" or "double": the envelope of ``movements``
+    dynamics: str  # "single", "short" or "double": the envelope of ``movements``
     twitch: tuple[Movement, ...] = ()  # moved in one brief pulse (``TWITCH_S``) on top
 
 
@@ -77,8 +77,8 @@ EXPRESSIONS: dict[str, Expression] = {e.name: e for e in (
     # inner brow raiser + lip corner depressor (AU1 + AU15)
     Expression("sadness", (_m("brow_inner_l", 0.2, -0.8), _m("brow_inner_r", -0.2, -0.8),
                            _m("mouth_corner_l", 0.0, 0.9), _m("mouth_corner_r", 0.0, 0.9)), "single"),
-    # brow raiser + upper lid raiser (AU1+2+5), once
-    Expression("surprise", _BROWS_UP, "single"),
+    # brow raiser + upper lid raiser (AU1+2+5), once and briefly
+    Expression("surprise", _BROWS_UP, "short"),
 )}
 assert tuple(EXPRESSIONS) == DFME_CLASSES
 
@@ -111,6 +111,7 @@ def envelope(dynamics: str, t_s: np.ndarray, rng: np.random.Generator, span: tup
     """Intensity in [0, 1] at times ``t_s`` (seconds from onset) within the motion ``span``.
 
     - ``single``: one pulse of 200-350 ms (at most the span);
+    - ``short``: one pulse of 60-90 ms;
     - ``double``: two pulses of 60-90 ms, peaks 180-280 ms apart, with a return to
       neutral between them (shrunk together to fit a short span).
     """
@@ -120,6 +121,9 @@ def envelope(dynamics: str, t_s: np.ndarray, rng: np.random.Generator, span: tup
         w = min(rng.uniform(*SINGLE_S), length)
         c = _between(rng, s0 + w / 2, s1 - w / 2)
         return _pulse(t_s, c, w)
+    if dynamics == "short":
+        w = min(rng.uniform(*DOUBLE_S), length)
+        return _pulse(t_s, _between(rng, s0 + w / 2, s1 - w / 2), w)
     if dynamics == "double":
         w1, w2, gap = rng.uniform(*DOUBLE_S), rng.uniform(*DOUBLE_S), rng.uniform(*DOUBLE_GAP_S)
         total = w1 / 2 + gap + w2 / 2
