@@ -11,7 +11,8 @@ leaves runs RUNNING when the driver dies; this does the logging inside the trial
   ``FLUSH_S`` seconds, before every checkpoint (``flush``; the trainable calls it, so the
   run always holds every epoch up to its trial's last checkpoint and a resumed trial's
   history stays contiguous), and when the run ends — one SQLite transaction costs ~40 ms,
-  which per epoch was a tenth of a short trial;
+  which per epoch was a tenth of a short trial; search trials (``unbuffered``), which an
+  early-stopping scheduler may stop after any epoch, write every epoch at once;
 - an exception inside the trial ends the run FAILED before it propagates;
 - a run that is already FINISHED is reused as it is (same config + seed gives the same
   metrics, so training it again would only cost time) — but only when the code that made
@@ -69,6 +70,9 @@ class TrialRun:
         self.logged_epochs = logged_epochs
         self.code_digest = code_digest  # the code that made (or makes) the run
         self._pending: list[Metric] = []  # epoch metrics not written yet (``flush``)
+        # write every epoch at once: a search trial can be stopped by its scheduler after any
+        # epoch, without an exception reaching the trial (so without a last flush)
+        self.unbuffered = False
         self._flushed_at = time.monotonic()
 
     @property
@@ -109,7 +113,7 @@ class TrialRun:
         ts = int(time.time() * 1000)
         self._pending += [Metric(k, float(v), ts, epoch) for k, v in metrics.items()]
         self.logged_epochs = epoch
-        if time.monotonic() - self._flushed_at >= FLUSH_S:
+        if self.unbuffered or time.monotonic() - self._flushed_at >= FLUSH_S:
             self.flush()
 
     def flush(self) -> None:

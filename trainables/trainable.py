@@ -117,6 +117,7 @@ def train_trial(config: dict) -> None:
     if plan.get("fold"):
         tags["orch.fold"] = plan["fold"]
     run = TrialRun.open(tracking, params, tags=tags)
+    run.unbuffered = config.get("params", {}).get("search") == "1"  # ASHA may stop it after any epoch
     if run.finished:  # same identity, same config (and code, unless asked otherwise): its metrics
         tune_report({**validation_only(run.final_metrics()), "epoch": trial.train.epochs, "reused": 1,
                      "reused_other_code": int(run.code_digest != code["digest"])})
