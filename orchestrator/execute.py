@@ -111,13 +111,18 @@ def check_lengths(exp: Experiment, plans: list[TrialPlan], fs: FrameStore) -> No
     for (n, model), rows in groups.items():
         bad = refused_clips(fs, np.unique(np.concatenate(rows)), parse_length(n), model)
         if bad:
-            lines.append(f"length {n}: {len(bad)} clip(s) longer than model.max_frames={model.max_frames}: "
+            what = (f"N={n} frames is more than model.max_frames={model.max_frames}, so no clip fits"
+                    if n != "all" and int(n) > model.max_frames
+                    else f"{len(bad)} clip(s) longer than model.max_frames={model.max_frames}")
+            lines.append(f"length {n}: {what}: "
                          + ", ".join(bad[:10]) + (f", ... ({len(bad) - 10} more)" if len(bad) > 10 else ""))
     if lines:
         raise CommandError("the model's learned positions cannot take every clip the trials would load:\n  "
                            + "\n  ".join(lines) + f"\nthe store's longest clip has "
                            f"{int(fs.column('frame_count').max())} frames; set model.max_frames to 0 (the store's "
-                           f"longest) or at least that, or model.positions to normalized_time (any length)")
+                           f"longest) or at least that (and at least the largest N), or model.positions to normalized_time "
+                           f"(any length) — in the experiment's YAML (`--save-yaml`, edit, `orch run`) or "
+                           f"with --positions normalized_time")
 
 
 def print_plan(console: Console, exp: Experiment, fs: FrameStore | None, plans: list[TrialPlan] | None,
@@ -125,7 +130,7 @@ def print_plan(console: Console, exp: Experiment, fs: FrameStore | None, plans: 
     """What a command would run: its trials and the resources they need."""
     d, r = exp.trial.data, exp.resources
     where = (f"{fs.path} ({fs.fingerprint[:12]}, {len(fs)} clips)" if fs is not None
-             else "the built-in benchmark (not built yet: the first real run builds it, about 2 minutes)")
+             else "the built-in benchmark (not built yet: the first real run builds it: about a minute for the default, 10 for dfme-size)")
     console.print(f"dry run of experiment {exp.name!r} (protocol {exp.protocol.kind}): nothing is trained or logged")
     console.print(f"store: {where}")
     console.print(f"splits: {exp.protocol.roles_text()}; labels: {d.label_map}; token {d.token}; "
@@ -183,7 +188,7 @@ def execute(exp: Experiment, wd: Workdir, console: Console, address: str | None 
     if dry_run:
         if plans is None and exp.protocol.kind != "ablation":
             console.print("the built-in benchmark is not built yet: its subjects decide the trials; "
-                          "a real run builds it (about 2 minutes)")
+                          "a real run builds it (about a minute for the default, 10 for dfme-size)")
             return 0
         print_plan(console, exp, fs, plans, address)
         return 0
@@ -296,7 +301,7 @@ def search_then_run(exp: Experiment, wd: Workdir, console: Console, address: str
     space, samples = exp.search.domains(), exp.search.samples
     exp, fs = open_store(exp, wd, console, dry_run)
     if fs is None:
-        console.print("the built-in benchmark is not built yet: a real run builds it (about 2 minutes)")
+        console.print("the built-in benchmark is not built yet: a real run builds it (about a minute for the default, 10 for dfme-size)")
         return 0
     final = plans_of(exp, fs)
     try:

@@ -25,6 +25,8 @@ from storage.sources.synthetic.expressions import (CLASS_WEIGHTS, DFME_CLASSES, 
                                                    envelope, motion_span, twitch)
 from storage.sources.synthetic.face import face_affine, photo_gray, point_px
 from storage.ingest import IngestOptions, prepare
+from storage.preprocess.face import FaceError
+from storage.preprocess.landmarks import choose_face
 from storage.preprocess.temporal import resample_indices
 from storage.sources.casme3 import EMOTIONS_7
 from storage.sources.frames import ClipError
@@ -270,13 +272,37 @@ def plan(spec: SyntheticSpec) -> list[PlannedClip]:
 _last_subject: dict[tuple[str, int], _Subject] = {}
 
 
+MAX_IDENTITY_DRAWS = 10
+
+
 def _subject(spec: SyntheticSpec, subject_no: int) -> _Subject:
-    """The subject's identity, kept while its clips are rendered one after another."""
+    """The subject's identity, kept while its clips are rendered one after another.
+
+    Camera mode: every clip goes through ingest's face choice, so an identity whose neutral
+    face the detector misses, or whose landmarks do not hold (about 1 in 100 of the random
+    warps and poses), is drawn again — deterministically (draw k > 0 from its own stream),
+    so a spec always gives the same subjects, and draw 0 is the identity it always was."""
     key = (spec.digest(), subject_no)
     if key not in _last_subject:
         _last_subject.clear()
-        _last_subject[key] = _Subject(spec, np.random.default_rng([spec.seed, subject_no, 1]))
+        for draw in range(MAX_IDENTITY_DRAWS):
+            rng = np.random.default_rng([spec.seed, subject_no, 1] + ([draw] if draw else []))
+            subject = _Subject(spec, rng)
+            if not spec.camera or _face_found(subject, spec.frame_size):
+                break
+        else:
+            raise StoreError(f"synthetic subject {subject_no}: no face found in {MAX_IDENTITY_DRAWS} identities")
+        _last_subject[key] = subject
     return _last_subject[key]
+
+
+def _face_found(subject: _Subject, size: int) -> bool:
+    neutral = np.clip(np.rint(cv2.resize(subject.image, (size, size), interpolation=cv2.INTER_AREA)), 0, 255)
+    try:
+        choose_face(neutral.astype(np.uint8))
+    except FaceError:
+        return False
+    return True
 
 
 def render(spec: SyntheticSpec, item: PlannedClip, keep: Callable[[int], np.ndarray] | None = None) -> Clip:
