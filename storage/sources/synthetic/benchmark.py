@@ -278,28 +278,40 @@ MAX_IDENTITY_DRAWS = 10
 def _subject(spec: SyntheticSpec, subject_no: int) -> _Subject:
     """The subject's identity, kept while its clips are rendered one after another.
 
-    Camera mode: every clip goes through ingest's face choice, so an identity whose neutral
-    face the detector misses, or whose landmarks do not hold (about 1 in 100 of the random
-    warps and poses), is drawn again — deterministically (draw k > 0 from its own stream),
-    so a spec always gives the same subjects, and draw 0 is the identity it always was."""
+    Camera mode: every clip goes through ingest's face choice on its onset frame, so an
+    identity on one of whose clips' onset frames the detector misses the face, or the
+    landmarks do not hold (about 1 in 100 of the random warps and poses), is drawn again —
+    deterministically (draw k > 0 from its own stream), so a spec always gives the same
+    subjects, and draw 0 is the identity it always was."""
     key = (spec.digest(), subject_no)
     if key not in _last_subject:
         _last_subject.clear()
+        items = [i for i in plan(spec) if i.subject_no == subject_no] if spec.camera else []
         for draw in range(MAX_IDENTITY_DRAWS):
             rng = np.random.default_rng([spec.seed, subject_no, 1] + ([draw] if draw else []))
             subject = _Subject(spec, rng)
-            if not spec.camera or _face_found(subject, spec.frame_size):
+            if all(_face_found(spec, subject, item) for item in items):
                 break
         else:
-            raise StoreError(f"synthetic subject {subject_no}: no face found in {MAX_IDENTITY_DRAWS} identities")
+            raise StoreError(f"synthetic subject {subject_no}: no identity in {MAX_IDENTITY_DRAWS} draws whose every "
+                             f"onset frame passes ingest's face choice")
         _last_subject[key] = subject
     return _last_subject[key]
 
 
-def _face_found(subject: _Subject, size: int) -> bool:
-    neutral = np.clip(np.rint(cv2.resize(subject.image, (size, size), interpolation=cv2.INTER_AREA)), 0, 255)
+def _clip_stream(spec: SyntheticSpec, item: PlannedClip) -> tuple[np.random.Generator, float]:
+    """The clip's random stream and its frame rate (its first draw)."""
+    rng = np.random.default_rng([spec.seed, item.subject_no, 2, item.k])
+    return rng, float(rng.choice(spec.fps_choices))
+
+
+def _face_found(spec: SyntheticSpec, subject: _Subject, item: PlannedClip) -> bool:
+    """Whether ingest's face choice takes the clip's onset frame (rendered alone: every random
+    draw before its noise is the same as in the whole clip's render, so it is that frame)."""
+    rng, fps = _clip_stream(spec, item)
+    onset, _, _ = render_clip(subject, item.label, spec, rng, fps, keep=lambda n: np.array([0]))
     try:
-        choose_face(neutral.astype(np.uint8))
+        choose_face(onset[0])
     except FaceError:
         return False
     return True
@@ -307,8 +319,7 @@ def _face_found(subject: _Subject, size: int) -> bool:
 
 def render(spec: SyntheticSpec, item: PlannedClip, keep: Callable[[int], np.ndarray] | None = None) -> Clip:
     """One planned clip, rendered (only frames ``keep(T)`` if given)."""
-    rng = np.random.default_rng([spec.seed, item.subject_no, 2, item.k])
-    fps = float(rng.choice(spec.fps_choices))
+    rng, fps = _clip_stream(spec, item)
     frames, apex, n = render_clip(_subject(spec, item.subject_no), item.label, spec, rng, fps,
                                   keep=None if keep is None else lambda t: keep(t, fps))
     label = item.label if spec.labels == "dfme" else SYNTHETIC_TO_CASME3[item.label]
