@@ -130,7 +130,7 @@ def print_plan(console: Console, exp: Experiment, fs: FrameStore | None, plans: 
     """What a command would run: its trials and the resources they need."""
     d, r = exp.trial.data, exp.resources
     where = (f"{fs.path} ({fs.fingerprint[:12]}, {len(fs)} clips)" if fs is not None
-             else "the built-in benchmark (not built yet: the first real run builds it: about a minute for the default, 10 for dfme-size)")
+             else "the built-in benchmark (not built yet: the first real run builds it: about a minute for the default, 8 for dfme-size)")
     console.print(f"dry run of experiment {exp.name!r} (protocol {exp.protocol.kind}): nothing is trained or logged")
     console.print(f"store: {where}")
     console.print(f"splits: {exp.protocol.roles_text()}; labels: {d.label_map}; token {d.token}; "
@@ -188,7 +188,7 @@ def execute(exp: Experiment, wd: Workdir, console: Console, address: str | None 
     if dry_run:
         if plans is None and exp.protocol.kind != "ablation":
             console.print("the built-in benchmark is not built yet: its subjects decide the trials; "
-                          "a real run builds it (about a minute for the default, 10 for dfme-size)")
+                          "a real run builds it (about a minute for the default, 8 for dfme-size)")
             return 0
         print_plan(console, exp, fs, plans, address)
         return 0
@@ -301,7 +301,7 @@ def search_then_run(exp: Experiment, wd: Workdir, console: Console, address: str
     space, samples = exp.search.domains(), exp.search.samples
     exp, fs = open_store(exp, wd, console, dry_run)
     if fs is None:
-        console.print("the built-in benchmark is not built yet: a real run builds it (about a minute for the default, 10 for dfme-size)")
+        console.print("the built-in benchmark is not built yet: a real run builds it (about a minute for the default, 8 for dfme-size)")
         return 0
     final = plans_of(exp, fs)
     try:
