@@ -130,16 +130,17 @@ def print_plan(console: Console, exp: Experiment, fs: FrameStore | None, plans: 
     """What a command would run: its trials and the resources they need."""
     d, r = exp.trial.data, exp.resources
     where = (f"{fs.path} ({fs.fingerprint[:12]}, {len(fs)} clips)" if fs is not None
-             else "the built-in benchmark (not built yet: the first real run builds it: about a minute for the default, 8 for dfme-size)")
+             else f"the built-in benchmark {exp.benchmark!r} (not built yet: the first real run builds it: about a "
+                  f"minute for the default, 8 for dfme-size)")
     console.print(f"dry run of experiment {exp.name!r} (protocol {exp.protocol.kind}): nothing is trained or logged")
     console.print(f"store: {where}")
     console.print(f"splits: {exp.protocol.roles_text()}; labels: {d.label_map}; token {d.token}; "
                   f"{exp.trial.train.epochs} epochs")
     m = exp.trial.model
-    upto = m.max_frames or "the store's longest"  # 0 until the store is opened
+    upto = f"up to {m.max_frames} frames" if m.max_frames else "the store's longest clip"  # 0 until it is opened
     longest = f" (the store's longest clip: {int(fs.column('frame_count').max())} frames)" if fs is not None else ""
     console.print("model: " + (f"{m.time_points} positions by normalised time over each clip"
-                               if m.positions != "learned" else f"learned positions for up to {upto} frames") + longest)
+                               if m.positions != "learned" else f"learned positions for {upto}") + longest)
     if plans is None:  # only the ablation can be listed without its store
         names = [f"seed{s}-N{n}" for n in exp.lengths for s in exp.seeds]
     else:
