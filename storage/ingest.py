@@ -191,13 +191,6 @@ def prepare_clip(frames: np.ndarray, onset: int, opts: IngestOptions) -> Prepare
     return Prepared(frames, box, features, faces)
 
 
-def prepare(frames: np.ndarray, onset: int, opts: IngestOptions) -> tuple[np.ndarray, list[int] | None, dict]:
-    """A clip's frames at the target frame rate -> (stored frames, face box or None, per-frame
-    features); ``prepare_clip`` without the detections. Raises ClipError with the reason."""
-    got = prepare_clip(frames, onset, opts)
-    return got.frames, got.box, got.features
-
-
 def load_clip(src: ClipSource, opts: IngestOptions) -> Loaded:
     """Worker: one clip -> its frames at the target frame rate, cropped and resized, and
     their features."""

@@ -92,12 +92,6 @@ def detect_faces(frame: np.ndarray) -> list[Detection]:
     return []
 
 
-def detect_face(frame: np.ndarray) -> Box | None:
-    """The best-scoring face dlib finds on ``frame`` (see ``detect_faces``), or None."""
-    found = detect_faces(frame)
-    return found[0].box if found else None
-
-
 def describe_all(found: list[Detection] | tuple[Detection, ...]) -> str:
     """"3 faces found: [l, t, r, b] score 1.55, ..." for a report line."""
     return f"{len(found)} faces found: " + ", ".join(d.describe() for d in found)

@@ -24,7 +24,7 @@ import numpy as np
 from storage.sources.synthetic.expressions import (CLASS_WEIGHTS, DFME_CLASSES, EXPRESSIONS, TWITCH_GAIN, Movement,
                                                    envelope, motion_span, twitch)
 from storage.sources.synthetic.face import face_affine, photo_gray, point_px
-from storage.ingest import IngestOptions, prepare
+from storage.ingest import IngestOptions, prepare_clip
 from storage.preprocess.face import FaceError
 from storage.preprocess.landmarks import choose_face
 from storage.preprocess.temporal import resample_indices
@@ -347,11 +347,11 @@ def build_clip(spec: SyntheticSpec, item: PlannedClip) -> Clip:
     cv2.setNumThreads(1)
     clip = render(spec, item, keep=_kept)
     try:
-        frames, _, features = prepare(clip.frames, 0, IngestOptions(size=spec.size, features="flow_roi",
-                                                                flow_size=spec.flow_size))
+        got = prepare_clip(clip.frames, 0, IngestOptions(size=spec.size, features="flow_roi",
+                                                           flow_size=spec.flow_size))
     except ClipError as e:
         raise StoreError(f"synthetic clip {clip.clip_id}: {e}; the benchmark needs every clip") from None
-    clip.frames, clip.features = frames, features
+    clip.frames, clip.features = got.frames, got.features
     return clip
 
 
