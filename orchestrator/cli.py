@@ -30,7 +30,9 @@ EPOCHS = typer.Option(TrainConfig.epochs, help="Training epochs per trial.")
 TOKEN = typer.Option(DataConfig.token, help="Per-frame token: flow_roi (optical flow pooled over 18 facial "
                      "regions, computed at ingest; the paper's) or pixel_diff (difference to onset).")
 CPUS = typer.Option(1.0, help="CPUs per trial (also its torch threads).")
-GPUS = typer.Option(0.0, help="GPUs per trial.")
+GPUS = typer.Option(0.0, help="GPUs per trial; a fraction packs trials onto one GPU (0.25: four per GPU).")
+ALLOW_CPU = typer.Option(False, "--allow-cpu-for-gpu-trials", help="A trial given a GPU trains on the CPU when "
+                         "torch has no CUDA (default: it refuses to start). For logical GPUs in tests.")
 ADDRESS = typer.Option(None, help="Ray cluster address ('auto' or host:port); default: local Ray.")
 WORKDIR = typer.Option(None, help=f"Where everything is written (default ${ENV_VAR} or ./orch-work).")
 PROGRESS = typer.Option(True, help="Show the live progress display.")
@@ -68,7 +70,7 @@ def _label_map(classes: Optional[int]) -> str:
 
 
 def _experiment(name: str, protocol: Protocol, store: Optional[Path], seeds: int, lengths: str, epochs: int,
-                token: str, label_map: str, cpus: float, gpus: float, save_model: bool = False,
+                token: str, label_map: str, cpus: float, gpus: float, allow_cpu: bool = False, save_model: bool = False,
                 benchmark: str = "default", positions: str = "learned") -> Experiment:
     try:
         return Experiment(
@@ -77,7 +79,7 @@ def _experiment(name: str, protocol: Protocol, store: Optional[Path], seeds: int
             lengths=tuple(x.strip() for x in lengths.split(",") if x.strip()),
             trial=TrialConfig(data=DataConfig(token=token, label_map=label_map), model=ModelConfig(positions=positions),
                               train=dataclasses.replace(TrainConfig(), epochs=epochs)),
-            resources=Resources(cpus, gpus), save_model=save_model,
+            resources=Resources(cpus, gpus, allow_cpu), save_model=save_model,
         )
     except ValueError as e:
         _fail(str(e))
@@ -121,6 +123,7 @@ def ablation(
     experiment: str = typer.Option("ablation", help="Experiment name (MLflow experiment, report folder)."),
     cpus_per_trial: float = CPUS,
     gpus_per_trial: float = GPUS,
+    allow_cpu_for_gpu_trials: bool = ALLOW_CPU,
     address: Optional[str] = ADDRESS,
     workdir: Optional[Path] = WORKDIR,
     progress: bool = PROGRESS,
@@ -134,7 +137,7 @@ def ablation(
     'test_A' (validation), report on 'test_B' (test). Prints the Table 4 layout at the end.
     """
     exp = _experiment(experiment, Protocol("ablation"), store, seeds, lengths, epochs, token, "store",
-                      cpus_per_trial, gpus_per_trial, benchmark=benchmark, positions=positions)
+                      cpus_per_trial, gpus_per_trial, allow_cpu=allow_cpu_for_gpu_trials, benchmark=benchmark, positions=positions)
     _go(exp, workdir, address, progress, dry_run, save_yaml, reuse_across_versions)
 
 
@@ -155,6 +158,7 @@ def loso(
     experiment: str = typer.Option("loso", help="Experiment name (MLflow experiment, report folder)."),
     cpus_per_trial: float = CPUS,
     gpus_per_trial: float = GPUS,
+    allow_cpu_for_gpu_trials: bool = ALLOW_CPU,
     address: Optional[str] = ADDRESS,
     workdir: Optional[Path] = WORKDIR,
     progress: bool = PROGRESS,
@@ -175,7 +179,7 @@ def loso(
     except ValueError as e:
         _fail(str(e))
     exp = _experiment(experiment, proto, store, seeds, lengths, epochs, token, _label_map(classes),
-                      cpus_per_trial, gpus_per_trial, benchmark=benchmark, positions=positions)
+                      cpus_per_trial, gpus_per_trial, allow_cpu=allow_cpu_for_gpu_trials, benchmark=benchmark, positions=positions)
     _go(exp, workdir, address, progress, dry_run, save_yaml, reuse_across_versions)
 
 
@@ -196,6 +200,7 @@ def split(
     experiment: str = typer.Option("split", help="Experiment name (MLflow experiment, report folder)."),
     cpus_per_trial: float = CPUS,
     gpus_per_trial: float = GPUS,
+    allow_cpu_for_gpu_trials: bool = ALLOW_CPU,
     address: Optional[str] = ADDRESS,
     workdir: Optional[Path] = WORKDIR,
     progress: bool = PROGRESS,
@@ -215,7 +220,7 @@ def split(
     except ValueError as e:
         _fail(str(e))
     exp = _experiment(experiment, proto, store, seeds, lengths, epochs, token, "store",
-                      cpus_per_trial, gpus_per_trial, save_model=save_model, benchmark=benchmark, positions=positions)
+                      cpus_per_trial, gpus_per_trial, allow_cpu=allow_cpu_for_gpu_trials, save_model=save_model, benchmark=benchmark, positions=positions)
     _go(exp, workdir, address, progress, dry_run, save_yaml, reuse_across_versions)
 
 
@@ -239,6 +244,7 @@ def search(
     experiment: str = typer.Option("search", help="Experiment name (MLflow experiment, report folder)."),
     cpus_per_trial: float = CPUS,
     gpus_per_trial: float = GPUS,
+    allow_cpu_for_gpu_trials: bool = ALLOW_CPU,
     address: Optional[str] = ADDRESS,
     workdir: Optional[Path] = WORKDIR,
     progress: bool = PROGRESS,
@@ -258,7 +264,7 @@ def search(
         _fail(f"--protocol: split or loso, got {protocol!r}")
     exp = _experiment(experiment, Protocol(protocol), store, seeds, lengths, epochs, token,
                       _label_map(classes) if protocol == "loso" else "store", cpus_per_trial, gpus_per_trial,
-                      save_model=protocol == "split", benchmark=benchmark, positions=positions)
+                      allow_cpu=allow_cpu_for_gpu_trials, save_model=protocol == "split", benchmark=benchmark, positions=positions)
     try:
         exp = dataclasses.replace(exp, search=SearchSpec(read_yaml(space), samples, grace_period))
     except ValueError as e:

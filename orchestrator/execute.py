@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import math
 import os
 import sys
 import time
@@ -15,13 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import ray
+import torch
 from rich.columns import Columns
 from rich.console import Console
 from rich.markdown import Markdown
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from orchestrator import loso_report, report, split_report
+from orchestrator import loso_report, packing, report, split_report
 from orchestrator.experiment import Experiment
 from orchestrator.protocols import ProtocolError, TrialPlan, plan, search_plans
 from orchestrator.search_space import is_random
@@ -157,14 +157,21 @@ def print_plan(console: Console, exp: Experiment, fs: FrameStore | None, plans: 
                               f"({', '.join(exp.lengths)})")
     need = f"{r.cpus_per_trial:g} CPU" + (f" + {r.gpus_per_trial:g} GPU" if r.gpus_per_trial else "")
     if address:
-        console.print(f"each trial needs {need} (torch threads: {r.threads}); on the cluster at {address}, "
-                      f"as many run at once as its free resources allow")
+        started = init_ray(address, None)  # only to read the cluster's nodes
+        try:
+            nodes = packing.cluster_nodes()
+        finally:
+            if started:
+                ray.shutdown()
+        where = f"the cluster at {address} now has {len(nodes)} node{'s' if len(nodes) != 1 else ''}"
     else:
-        cpus = os.cpu_count() or 1
-        at_once = int(cpus // r.cpus_per_trial)
-        rounds = (f"{at_once} trials at a time, {math.ceil(n_trials / at_once)} rounds" if at_once
-                  else "more than it has: a real run stops with an error")
-        console.print(f"each trial needs {need} (torch threads: {r.threads}); this machine has {cpus} CPUs: {rounds}")
+        nodes = [packing.Node("this machine", float(os.cpu_count() or 1), float(torch.cuda.device_count()))]
+        where = "local Ray"
+    console.print(f"each trial needs {need} (torch threads: {r.threads}); {where}:")
+    for line in packing.plan_lines(nodes, r.cpus_per_trial, r.gpus_per_trial, n_trials):
+        console.print(line)
+    if address:
+        console.print("  (an autoscaling cluster adds nodes when trials wait)")
 
 
 def sweep(exp: Experiment, plans: list[TrialPlan], fs: FrameStore, wd: Workdir, console: Console,

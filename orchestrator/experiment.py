@@ -45,6 +45,9 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 class Resources:
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
+    # a trial given a GPU trains on the CPU when torch has no CUDA (else it refuses to start):
+    # for GPU packing on logical GPUs (``ray start --num-gpus``) with CPU-only torch
+    allow_cpu_for_gpu_trials: bool = False
 
     @property
     def threads(self) -> int:

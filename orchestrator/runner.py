@@ -189,6 +189,7 @@ def run_sweep(exp: Experiment, plans: list[TrialPlan], store_fingerprint: str, w
         "threads": exp.resources.threads,
         "checkpoint_every": exp.checkpoint_every,
         "save_model": exp.save_model and search is None,
+        "allow_cpu_for_gpu_trials": exp.resources.allow_cpu_for_gpu_trials,
     }
     resources = {"cpu": exp.resources.cpus_per_trial, "gpu": exp.resources.gpus_per_trial}
     tune_name = f"{exp.name}-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -5,7 +5,7 @@
 driver's ``code_version.code_version()`` (digest, project version, git commit, library
 versions; a trial's identity includes its digest), "params": experiment-level MLflow
 params, "experiment_yaml": the whole experiment, "threads": int, "checkpoint_every": int,
-"save_model": bool}``. The protocol (orchestrator) decides per trial which clips are
+"save_model": bool, "allow_cpu_for_gpu_trials": bool}``. The protocol (orchestrator) decides per trial which clips are
 trained on, which select the epoch and which are reported on (``plan.roles``); the trial
 only resolves them to rows of the store.
 
@@ -30,7 +30,9 @@ import traceback
 from pathlib import Path
 
 import numpy as np
+import ray
 import torch
+from mlflow.entities import RunTag
 from ray import tune
 
 from storage.sampling import length_name, parse_length
@@ -39,6 +41,7 @@ from storage.store import FrameStore
 from trainables.code_version import code_version
 from trainables.config import TrialConfig
 from trainables.data import SplitData, fit_to_store, frame_limit, load_split
+from trainables.device import trial_device
 from trainables.fit import FitState, Fitter, LeakageError, evaluate
 from trainables.model import create_model
 from trainables.tracking import TrackingConfig, TrialRun
@@ -108,15 +111,22 @@ def train_trial(config: dict) -> None:
         trial_key=trial_key(t["sweep_key"], plan["name"], trial, plan["roles"]), run_name=plan["name"],
         code_digest=code["digest"], reuse_across_versions=bool(t.get("reuse_across_versions")),
     )
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # Ray sets CUDA_VISIBLE_DEVICES
+    # the GPU Ray assigned (it sets CUDA_VISIBLE_DEVICES), or a clear error before any run is opened
+    where = trial_device(ray.get_gpu_ids(), bool(config.get("allow_cpu_for_gpu_trials")))
+    device = where.device
     params = {**config.get("params", {}), **trial.params(), "length": length, "fold": plan.get("fold", ""),
               "data.store_fingerprint": store.fingerprint, "data.classes": ",".join(labels.classes),
               "runtime.device": device.type, "runtime.threads": str(torch.get_num_threads()),
               **{f"code.{k}": v for k, v in code.items()}, **_role_params(roles)}
-    tags = {"orch.sweep": t.get("sweep_name", ""), "orch.seed": str(trial.seed), "orch.length": length}
+    tags = {"orch.sweep": t.get("sweep_name", ""), "orch.seed": str(trial.seed), "orch.length": length,
+            # where it runs now (tags: a trial resumed on another node says so)
+            "orch.device": where.description, "orch.gpu_ids": ",".join(where.gpu_ids),
+            "orch.node": ray.get_runtime_context().get_node_id()}
     if plan.get("fold"):
         tags["orch.fold"] = plan["fold"]
     run = TrialRun.open(tracking, params, tags=tags)
+    if not run.finished and run.logged_epochs:  # continued (retried, restored, moved): where it runs now
+        run.client.log_batch(run.run_id, tags=[RunTag(k, tags[k]) for k in ("orch.device", "orch.gpu_ids", "orch.node")])
     run.unbuffered = config.get("params", {}).get("search") == "1"  # ASHA may stop it after any epoch
     if run.finished:  # same identity, same config (and code, unless asked otherwise): its metrics
         tune_report({**validation_only(run.final_metrics()), "epoch": trial.train.epochs, "reused": 1,

@@ -18,7 +18,8 @@ def test_dry_run_lists_the_trials_and_runs_nothing(tiny_store, tmp_path):
     assert all(n in said for n in names) and "seed3-" not in said
     assert "9 trials = 3 seeds x 3 lengths (4, 16, all)" in said
     at_once = os.cpu_count() or 1
-    assert f"{at_once} trials at a time, {-(-9 // at_once)} rounds" in said
+    rounds = -(-9 // at_once)
+    assert f"in all {at_once} trials at once: {rounds} round{'s' if rounds != 1 else ''} of 9 trials" in said
     assert "validation='test_A' (selects the epoch)" in said
     assert not wd.exists()  # nothing trained, logged or built: not even the workdir is made
 
@@ -29,5 +30,5 @@ def test_dry_run_does_not_build_the_benchmark(tmp_path):
     assert r.exit_code == 0, r.output
     said = " ".join(r.output.split())
     assert "150 trials = 30 seeds x 5 lengths" in said and "not built yet" in said
-    assert "more than it has: a real run stops with an error" in said
+    assert "no node can take one trial: a real run stops with an error" in said
     assert not (wd / "stores").exists() or not any((wd / "stores").iterdir())
