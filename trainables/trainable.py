@@ -30,12 +30,15 @@ import traceback
 from pathlib import Path
 
 import numpy as np
+import ray
 import torch
 from ray import tune
 
 from storage.sampling import length_name, parse_length
 from storage.selection import LabelMap, Roles, label_map
+from storage.location import is_remote
 from storage.store import FrameStore
+from storage.store_cache import open_store as open_cached
 from trainables.code_version import code_version
 from trainables.config import TrialConfig
 from trainables.data import SplitData, fit_to_store, frame_limit, load_split
@@ -47,10 +50,18 @@ STATE_FILE = "state.pt"
 MODEL_ARTIFACT = "model/selected.pt"  # the best-validation parameters, for `orch predict`
 SAMPLES_ARTIFACT = "samples.json"  # the clip ids of every role
 _STORES: dict[str, FrameStore] = {}
+_LEASES: dict[str, object] = {}  # remote stores: the cache lease that keeps the node's copy while it is mapped
 
 
 def open_store(path: str) -> FrameStore:
-    """The process's one mapping of a store."""
+    """The process's one mapping of a store. A remote store (``s3://``, ``gs://``) is
+    fetched once per node into the node's cache (``storage.store_cache``; ``{node}`` in
+    ``$ORCH_STORE_CACHE`` is Ray's node id) and mapped from there; its lease is kept with it."""
+    if is_remote(path):
+        if path not in _STORES:
+            node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+            _STORES[path], _LEASES[path] = open_cached(path, node=node, log=lambda m: print(m, flush=True))
+        return _STORES[path]
     key = os.path.realpath(path)
     if key not in _STORES:
         _STORES[key] = FrameStore(key)
