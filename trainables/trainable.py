@@ -124,6 +124,8 @@ def train_trial(config: dict) -> None:
               "data.store_fingerprint": store.fingerprint, "data.classes": ",".join(labels.classes),
               "runtime.device": device.type, "runtime.threads": str(torch.get_num_threads()),
               **{f"code.{k}": v for k, v in code.items()}, **_role_params(roles)}
+    if trial.data.store in _LEASES:  # a remote store: where this node's copy is (its cache says which node)
+        params["data.store_cache"] = str(_LEASES[trial.data.store].path)
     tags = {"orch.sweep": t.get("sweep_name", ""), "orch.seed": str(trial.seed), "orch.length": length}
     if plan.get("fold"):
         tags["orch.fold"] = plan["fold"]
