@@ -40,12 +40,12 @@ def test_sweep_on_a_cluster_fetches_the_store_once_per_node(s3_server, tiny_stor
         cluster.wait_for_nodes()
         wd = tmp_path / "work"
         r = subprocess.run(
-            [sys.executable, "-m", "orchestrator.cli", "ablation", "--store", uri, "--seeds", "2",
-             "--lengths", "4,all", "--epochs", "1", "--address", cluster.address, "--workdir", str(wd),
+            [sys.executable, "-m", "orchestrator.cli", "ablation", "--store", uri, "--seeds", "4",
+             "--lengths", "4", "--epochs", "1", "--address", cluster.address, "--workdir", str(wd),
              "--experiment", "from-s3", "--no-progress"],
             cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "200"})
         assert r.returncode == 0, r.stdout + r.stderr
-        assert "4 trained, 0 reused" in r.stdout
+        assert "4 trained, 0 reused" in r.stdout, r.stdout
     finally:
         cluster.shutdown()
 
