@@ -142,7 +142,7 @@ def print_plan(console: Console, exp: Experiment, fs: FrameStore | None, plans: 
                address: str | None, n_trials: int | None = None, what: str = "") -> None:
     """What a command would run: its trials and the resources they need."""
     d, r = exp.trial.data, exp.resources
-    where = (f"{fs.path} ({fs.fingerprint[:12]}, {len(fs)} clips)" if fs is not None
+    where = (f"{exp.store or fs.path} ({fs.fingerprint[:12]}, {len(fs)} clips)" if fs is not None
              else f"the built-in benchmark {exp.benchmark!r} (not built yet: the first real run builds it: about a "
                   f"minute for the default, 8 for dfme-size)")
     console.print(f"dry run of experiment {exp.name!r} (protocol {exp.protocol.kind}): nothing is trained or logged")

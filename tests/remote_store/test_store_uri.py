@@ -161,3 +161,15 @@ def test_cache_evicts_least_recently_used_never_a_store_in_use(s3_server, tmp_pa
     assert {e[0] for e in cache.entries()} == {fps["a"], fps["c"]}
     assert [f["fingerprint"] for f in _fetches(root)] == [fps["a"], fps["b"], fps["c"], fps["a"]]
     assert np.array_equal(c.store.frames(0), FrameStore(tmp_path / "c").frames(0))  # c's mapping intact
+
+
+def test_an_experiment_keeps_a_store_uri_and_refuses_an_unknown_scheme(tmp_path):
+    from orchestrator.experiment import Experiment
+
+    exp = Experiment.from_dict({"name": "x", "store": "s3://bucket/stores/dfme"})
+    path = tmp_path / "exp.yaml"
+    path.write_text(exp.to_yaml())
+    again = Experiment.from_yaml(path)
+    assert again.store == again.trial.data.store == "s3://bucket/stores/dfme"
+    with pytest.raises(ValueError, match=r"store: ftp://h/s: unsupported store URI scheme 'ftp'"):
+        Experiment.from_dict({"name": "x", "store": "ftp://h/s"})
