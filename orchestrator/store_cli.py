@@ -39,13 +39,15 @@ STORE_ARG = typer.Argument(..., help="The frame store: a directory holding clips
                            "URI of a published store (file://, s3://, gs://).")
 
 
-def _local(store: str) -> Path:
-    """STORE's local directory: itself, or a remote store's verified copy in the cache."""
+def _local(store: str, quiet: bool = False) -> Path:
+    """STORE's local directory: itself, or a remote store's verified copy in the cache (what
+    the fetch says goes to stderr when ``quiet``, e.g. under --json)."""
     from orchestrator.store_uri import open_remote
     from storage.location import is_remote, local_path
 
     try:
-        return open_remote(store, console).path if is_remote(store) else local_path(store)
+        return open_remote(store, Console(stderr=True) if quiet else console).path if is_remote(store) \
+            else local_path(store)
     except (StoreError, ValueError) as e:
         _fail(str(e))
 
@@ -57,7 +59,7 @@ def info(
 ):
     """Clips per split, class, subject and dataset; frame rates; clip lengths; size."""
     try:
-        summary = summarize(_local(store))
+        summary = summarize(_local(store, quiet=as_json))
     except StoreError as e:
         _fail(str(e))
     summary = dataclasses.replace(summary, path=store)

@@ -23,7 +23,7 @@ _LEASES: dict[str, CachedStore] = {}  # the driver's leases: its cached copies s
 
 def _bar(what: str, console: Console) -> Progress:
     return Progress(TextColumn(escape(what)), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                    TimeRemainingColumn(), console=console, transient=True)
+                    TimeRemainingColumn(), console=console, transient=True, disable=not console.is_terminal)
 
 
 def open_remote(uri: str, console: Console) -> FrameStore:

@@ -90,10 +90,15 @@ def remote_fs(uri: str, create_bucket: bool = False) -> tuple[pafs.FileSystem, s
     try:
         fs, path = pafs.FileSystem.from_uri(base)
         path = path.rstrip("/")
-        if create_bucket:
-            fs.create_dir(path.split("/")[0])  # the bucket, if it is not there (S3: allow_bucket_creation)
     except (ValueError, OSError) as e:  # pyarrow's ArrowInvalid is a ValueError
         raise StoreError(f"{uri}: cannot reach this location ({e})") from e
+    if create_bucket:
+        bucket = path.split("/")[0]
+        try:
+            if fs.get_file_info(bucket).type == pafs.FileType.NotFound:
+                fs.create_dir(bucket)  # S3: allowed by allow_bucket_creation
+        except OSError as e:
+            raise StoreError(f"{uri}: bucket {bucket!r} is not there and cannot be created ({e})") from e
     return fs, path
 
 

@@ -91,5 +91,19 @@ def test_publish_overwrite_refuses_a_prefix_that_is_not_a_store(s3_server, tmp_p
     assert CliRunner().invoke(app, ["store", "publish", str(store), ok, "--overwrite"]).exit_code == 0
     info = CliRunner().invoke(app, ["store", "info", ok, "--json"])
     assert info.exit_code == 0, info.output
-    summary = json.loads(info.output[info.output.index("{"):])
+    summary = json.loads(info.stdout)  # what the fetch said went to stderr
     assert summary["path"] == ok and summary["fingerprint"] == FrameStore(store).fingerprint
+
+
+def test_publish_benchmark_publishes_once_under_its_name(s3_server, tmp_path):
+    from rich.console import Console
+
+    from orchestrator.store_uri import publish_benchmark
+
+    local = random_store(tmp_path / "synthetic-abc123", seed=4)  # as the workdir's benchmark cache names it
+    base = s3_server.bucket_uri("benchmarks")
+    console = Console(record=True, width=200)
+    uri = publish_benchmark(local, base, console)
+    assert uri == f"{base}/synthetic-abc123" and read_manifest(uri).fingerprint == FrameStore(local).fingerprint
+    assert publish_benchmark(local, base, console) == uri
+    assert "already there" in console.export_text()
