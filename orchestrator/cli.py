@@ -23,7 +23,7 @@ from trainables.model import ModelConfig
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="orch: orchestrated micro-expression recognition experiments (Ray Tune + MLflow).")
 console = Console()
-app.add_typer(store_app, name="store", help="Look into a frame store: info, verify.")
+app.add_typer(store_app, name="store", help="Look into a frame store: info, verify; publish one to s3:// or gs://.")
 
 # options every training command shares
 EPOCHS = typer.Option(TrainConfig.epochs, help="Training epochs per trial.")
@@ -47,6 +47,8 @@ BENCHMARK = typer.Option("default", help="The built-in synthetic benchmark used 
 POSITIONS = typer.Option("learned", help="The model's positions: learned (the paper's: one learned entry per "
                          "frame index) or normalized_time (frame k of a T-frame clip at k/(T-1) of a small learned "
                          "table: the same phase at every clip length; see docs/ARCHITECTURE.md, Length policy).")
+STORE_URI = ("A local path, or a file://, s3:// or gs:// URI (a published store: each node fetches it once "
+             "into its cache, $ORCH_STORE_CACHE).")
 CLASSES = typer.Option(None, help="3 or 7: CAS(ME)^3's 3-class (negative/positive/surprise; 'others' left out) "
                        "or 7-class task. Default: the store's own labels.")
 
@@ -69,7 +71,7 @@ def _label_map(classes: Optional[int]) -> str:
     return f"casme3-{classes}"
 
 
-def _experiment(name: str, protocol: Protocol, store: Optional[Path], seeds: int, lengths: str, epochs: int,
+def _experiment(name: str, protocol: Protocol, store: Optional[str], seeds: int, lengths: str, epochs: int,
                 token: str, label_map: str, cpus: float, gpus: float, allow_cpu: bool = False, save_model: bool = False,
                 benchmark: str = "default", positions: str = "learned") -> Experiment:
     try:
@@ -115,7 +117,7 @@ def _dry_workdir(path: Optional[Path]) -> Workdir:
 def ablation(
     seeds: int = typer.Option(30, help="Number of random seeds (0 .. seeds-1)."),
     lengths: str = typer.Option(",".join(DEFAULT_LENGTHS), help=LENGTHS_HELP),
-    store: Optional[Path] = typer.Option(None, help="Frame store to use; default: the built-in synthetic benchmark."),
+    store: Optional[str] = typer.Option(None, help="Frame store to use; default: the built-in synthetic benchmark. " + STORE_URI),
     benchmark: str = BENCHMARK,
     epochs: int = EPOCHS,
     positions: str = POSITIONS,
@@ -143,8 +145,8 @@ def ablation(
 
 @app.command()
 def loso(
-    store: Optional[Path] = typer.Option(None, help="Frame store (e.g. ingested CAS(ME)^3 Part A); default: the "
-                                         "built-in benchmark."),
+    store: Optional[str] = typer.Option(None, help="Frame store (e.g. ingested CAS(ME)^3 Part A); default: the "
+                                         "built-in benchmark. " + STORE_URI),
     classes: Optional[int] = CLASSES,
     seeds: int = typer.Option(1, help="Number of random seeds (0 .. seeds-1): trials = folds x seeds."),
     lengths: str = typer.Option("all", help=LENGTHS_HELP),
@@ -185,7 +187,7 @@ def loso(
 
 @app.command()
 def split(
-    store: Optional[Path] = typer.Option(None, help="Frame store (e.g. ingested DFME); default: the built-in benchmark."),
+    store: Optional[str] = typer.Option(None, help="Frame store (e.g. ingested DFME); default: the built-in benchmark. " + STORE_URI),
     seeds: int = typer.Option(5, help="Number of random seeds (0 .. seeds-1); each draws its own validation subjects."),
     lengths: str = typer.Option("all", help=LENGTHS_HELP),
     train_split: str = typer.Option("train", help="The store split divided into train and validation."),
@@ -231,7 +233,7 @@ def search(
     protocol: str = typer.Option("split", help="split or loso: the protocol whose train/validation data the search "
                                  "uses, and which the best configuration is then run as."),
     samples: int = typer.Option(8, help="Configurations drawn (each grid point this many times)."),
-    store: Optional[Path] = typer.Option(None, help="Frame store; default: the built-in benchmark."),
+    store: Optional[str] = typer.Option(None, help="Frame store; default: the built-in benchmark. " + STORE_URI),
     classes: Optional[int] = CLASSES,
     seeds: int = typer.Option(5, help="Seeds the best configuration is re-run over (the search uses seed 0's split)."),
     lengths: str = typer.Option("all", help=LENGTHS_HELP + " The search uses the first."),
@@ -295,7 +297,7 @@ def predict(
     run_id: str = typer.Option(..., "--run", help="The MLflow run whose selected parameters predict."),
     split: str = typer.Option("test_B", help="The store split to predict."),
     out: Path = typer.Option(Path("prediction.txt"), help="Where to write the predictions."),
-    store: Optional[Path] = typer.Option(None, help="The store (default: the path the run recorded; its "
+    store: Optional[str] = typer.Option(None, help="The store, a path or URI (default: the one the run recorded; its "
                                          "fingerprint must match the run's)."),
     workdir: Optional[Path] = WORKDIR,
 ):
@@ -307,7 +309,7 @@ def predict(
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from storage.store import FrameStore
+    from storage.store_cache import open_store as open_any_store
     from trainables.predict import predict as run_predict
     from trainables.trainable import MODEL_ARTIFACT
 
@@ -320,10 +322,10 @@ def predict(
     if r.info.status != "FINISHED":
         _fail(f"--run {run_id}: status {r.info.status}; only a FINISHED run has its selected parameters")
     p = r.data.params
-    path = store or Path(p.get("data.store", ""))
+    path = store or p.get("data.store", "")
     try:
-        fs = FrameStore(path)
-    except StoreError as e:
+        fs, _lease = open_any_store(path)
+    except (StoreError, ValueError) as e:
         _fail(str(e))
     if fs.fingerprint != p.get("data.store_fingerprint"):
         _fail(f"{path}: store fingerprint {fs.fingerprint[:12]} is not the run's "
@@ -349,7 +351,8 @@ def ingest(
     source: Path = typer.Argument(..., help="Dataset root (dfme, casme3) or the manifest file (manifest)."),
     format: str = typer.Option(..., "--format", help="Layout of SOURCE: dfme (DFME / CCAC2024), casme3 "
                                "(CAS(ME)^3 Part A) or manifest (CSV of videos / frame folders)."),
-    out: Path = typer.Option(..., help="Where to write the frame store."),
+    out: str = typer.Option(..., help="Where to write the frame store: a local path, or an s3:// / gs:// URI "
+                            "(written locally, then published: data files first, the completion marker last)."),
     size: int = typer.Option(128, help="Frames are cropped and resized to SIZE x SIZE."),
     color: str = typer.Option("gray", help="gray or rgb."),
     crop: str = typer.Option("face", help="face: one face box per clip, found on its onset frame (from the "
@@ -367,12 +370,16 @@ def ingest(
                                          "(default: the labels found, sorted)."),
     damaged: Optional[Path] = typer.Option(None, help="casme3: the damaged-frame list (default: found under SOURCE)."),
     max_clip_frames: int = typer.Option(300, help="casme3: rows longer than this are set aside (a micro-expression is far shorter)."),
-    overwrite: bool = typer.Option(False, help="Replace an existing store at OUT."),
+    overwrite: bool = typer.Option(False, help="Replace an existing store at OUT (only a store: a folder or prefix "
+                                   "holding anything else is refused)."),
 ):
     """Turn a dataset in its official layout into a frame store, and report every clip that
     could not be used, with its reason (printed, and as JSON beside the store).
 
     Sources above 100 fps are normalised to 100 fps (only the frames kept are decoded)."""
+    import shutil
+
+    from orchestrator.store_uri import ingest_target, publish_ingested
     from storage import formats
     from storage import ingest as ingest_mod
 
@@ -382,6 +389,10 @@ def ingest(
                             max_clip_frames=max_clip_frames, fps=fps,
                             labels=[x.strip() for x in labels.split(",")] if labels else None)
     except (ValueError, formats.SourceError) as e:
+        _fail(str(e))
+    try:  # before any clip is read: a destination that cannot take the store is refused now
+        target, staging = ingest_target(out, overwrite)
+    except (ValueError, StoreError) as e:
         _fail(str(e))
     for line in plan.lines:
         console.print(line)
@@ -400,20 +411,24 @@ def ingest(
         with Progress(TextColumn("ingesting"), BarColumn(), MofNCompleteColumn(), TextColumn("clips"),
                       TimeRemainingColumn(), console=console) as bar:
             task = bar.add_task("", total=len(plan.sources))
-            rep = ingest_mod.ingest(plan.sources, out, labels=plan.labels, options=opts, workers=workers,
-                                    mapper=mapper, pre_skipped=plan.skipped, overwrite=overwrite,
+            rep = ingest_mod.ingest(plan.sources, target, labels=plan.labels, options=opts, workers=workers,
+                                    mapper=mapper, pre_skipped=plan.skipped, overwrite=overwrite and not staging,
                                     metadata={"format": format, "source": str(source.resolve())},
                                     progress=lambda i, n: bar.update(task, completed=i))
+        if staging:
+            rep = publish_ingested(rep, out, console, overwrite)
     except (ValueError, StoreError) as e:
         _fail(str(e))
     finally:
         if started:
             ray.shutdown()
+        if staging:
+            shutil.rmtree(staging, ignore_errors=True)
     _print_skips(rep)
     _print_several_faces(rep)
     console.print(f"{rep.written} clips written, {len(rep.skipped)} skipped, {rep.frames_read} frames read, "
                   f"{len(rep.notes)} damaged frames replaced, {rep.seconds:.1f} s")
-    console.print(f"store: {out}  report: {rep.path}")
+    console.print(f"store: {out}  report: {rep.store + '.ingest.json' if staging else rep.path}")
     if strict and rep.skipped:
         console.print(f"[red]--strict:[/] {len(rep.skipped)} clips skipped")
         raise typer.Exit(1)

@@ -26,7 +26,9 @@ from orchestrator.experiment import Experiment
 from orchestrator.protocols import ProtocolError, TrialPlan, plan, search_plans
 from orchestrator.search_space import is_random
 from orchestrator.runner import ResourceError, Search, SweepOutcome, grid_size, init_ray, run_sweep
+from orchestrator.store_uri import open_remote
 from orchestrator.workdir import Workdir
+from storage.location import is_remote, local_path
 from storage.sampling import parse_length
 from storage.selection import label_map
 from storage.sources.synthetic import benchmark_spec, cached_store_path, ensure_store
@@ -68,8 +70,19 @@ def open_store(exp: Experiment, wd: Workdir, console: Console, dry_run: bool) ->
         if dry_run and not cached_store_path(benchmark_spec(exp.benchmark), wd.stores).exists():
             return exp, None
         path = builtin_store(wd, console, exp.benchmark)
+    elif is_remote(exp.store):  # fetched into this machine's cache; the trials fetch it on their nodes
+        try:
+            fs = open_remote(exp.store, console)
+        except StoreError as e:
+            raise CommandError(str(e)) from None
+        model = fit_to_store(exp.trial.model, fs, [parse_length(n) for n in exp.lengths])
+        exp = exp.with_store(exp.store)  # the URI, not the local copy, goes to the trials
+        return dataclasses.replace(exp, trial=dataclasses.replace(exp.trial, model=model)), fs
     else:
-        path = Path(exp.store)
+        try:
+            path = local_path(exp.store)
+        except ValueError as e:
+            raise CommandError(str(e)) from None
     try:
         fs = FrameStore(path)
     except StoreError as e:
@@ -129,7 +142,7 @@ def print_plan(console: Console, exp: Experiment, fs: FrameStore | None, plans: 
                address: str | None, n_trials: int | None = None, what: str = "") -> None:
     """What a command would run: its trials and the resources they need."""
     d, r = exp.trial.data, exp.resources
-    where = (f"{fs.path} ({fs.fingerprint[:12]}, {len(fs)} clips)" if fs is not None
+    where = (f"{exp.store or fs.path} ({fs.fingerprint[:12]}, {len(fs)} clips)" if fs is not None
              else f"the built-in benchmark {exp.benchmark!r} (not built yet: the first real run builds it: about a "
                   f"minute for the default, 8 for dfme-size)")
     console.print(f"dry run of experiment {exp.name!r} (protocol {exp.protocol.kind}): nothing is trained or logged")

@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from storage.location import check_location
 from storage.sampling import length_name, parse_length
 from storage.sources.synthetic import BENCHMARKS
 from orchestrator.search_space import parse_space
@@ -151,6 +152,10 @@ class Experiment:
             raise ValueError(f"name: {self.name!r} must be 1-100 of letters, digits, '_', '.', '-'")
         if self.benchmark not in BENCHMARKS:
             raise ValueError(f"benchmark: {self.benchmark!r} is not one of {sorted(BENCHMARKS)}")
+        try:  # a path, file://, s3:// or gs:// (storage.location)
+            check_location(self.store)
+        except ValueError as e:
+            raise ValueError(f"store: {e}") from None
         seeds = tuple(self.seeds)
         if not seeds:
             raise ValueError("seeds: at least one seed is needed")

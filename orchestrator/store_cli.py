@@ -1,11 +1,16 @@
-"""``orch store info`` and ``orch store verify``: what a frame store holds, and whether it is
-intact. Thin: the counting and the checks are ``storage.inspect``'s.
+"""``orch store info``, ``orch store verify`` and ``orch store publish``: what a frame store
+holds, whether it is intact, and publishing one to an object store. Thin: the counting and
+the checks are ``storage.inspect``'s, the publishing ``storage.location``'s.
+
+STORE may be a local path or a URI (``file://``, ``s3://``, ``gs://``); a remote store is
+fetched into this machine's cache first (``storage.store_cache``), which verifies it.
 
 Exit codes of ``verify``: 0 every check passed, 1 a check failed, 2 STORE is not a frame
-store (it does not open)."""
+store (it does not open; for a remote store: it cannot be fetched and verified)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import NoReturn
@@ -30,16 +35,34 @@ def _fail(msg: str) -> NoReturn:
     raise typer.Exit(2)
 
 
+STORE_ARG = typer.Argument(..., help="The frame store: a directory holding clips.arrow and frames.arrow, or the "
+                           "URI of a published store (file://, s3://, gs://).")
+
+
+def _local(store: str, quiet: bool = False) -> Path:
+    """STORE's local directory: itself, or a remote store's verified copy in the cache (what
+    the fetch says goes to stderr when ``quiet``, e.g. under --json)."""
+    from orchestrator.store_uri import open_remote
+    from storage.location import is_remote, local_path
+
+    try:
+        return open_remote(store, Console(stderr=True) if quiet else console).path if is_remote(store) \
+            else local_path(store)
+    except (StoreError, ValueError) as e:
+        _fail(str(e))
+
+
 @store_app.command()
 def info(
-    store: Path = typer.Argument(..., help="The frame store (a directory holding clips.arrow and frames.arrow)."),
+    store: str = STORE_ARG,
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ):
     """Clips per split, class, subject and dataset; frame rates; clip lengths; size."""
     try:
-        summary = summarize(store)
+        summary = summarize(_local(store, quiet=as_json))
     except StoreError as e:
         _fail(str(e))
+    summary = dataclasses.replace(summary, path=store)
     if as_json:
         typer.echo(json.dumps(summary.to_dict(), indent=2))
         return
@@ -50,11 +73,9 @@ def info(
 
 
 @store_app.command("verify")
-def verify_command(
-    store: Path = typer.Argument(..., help="The frame store (a directory holding clips.arrow and frames.arrow)."),
-):
+def verify_command(store: str = STORE_ARG):
     """Check a store's files, offsets, labels, annotations and content fingerprint."""
-    result = verify(store)
+    result = verify(_local(store))
     opened = result.check("open")
     if opened.status is not Status.PASSED:
         _fail(opened.message)
@@ -66,6 +87,26 @@ def verify_command(
         console.print(f"[bold red]{store}: {failed} of {len(result.checks)} checks failed[/]", soft_wrap=True)
         raise typer.Exit(1)
     console.print(f"[green]{store}: all {len(result.checks)} checks passed[/]", soft_wrap=True)
+
+
+@store_app.command("publish")
+def publish_command(
+    store: Path = typer.Argument(..., help="The local frame store to publish."),
+    uri: str = typer.Argument(..., help="Where: an s3:// or gs:// URI (credentials from the usual environment; "
+                              "AWS_ENDPOINT_URL for an S3-compatible server)."),
+    overwrite: bool = typer.Option(False, help="Replace a store published at URI (only a store: a prefix holding "
+                                   "anything else is refused)."),
+):
+    """Upload a store so that every node of a cluster can fetch it (--store URI): it is
+    verified first, its data files go up first and the completion marker last, so a half
+    upload is never a store."""
+    from orchestrator.store_uri import publish_store
+
+    try:
+        publish_store(store, uri, console, overwrite=overwrite)
+    except (StoreError, ValueError) as e:
+        _fail(str(e))
+    console.print(f"use it with --store {escape(uri)}", soft_wrap=True)
 
 
 def _overview(s: StoreSummary) -> Table:

@@ -40,6 +40,8 @@ FORMAT_VERSION = "1"
 CLIPS_FILE = "clips.arrow"
 FRAMES_FILE = "frames.arrow"
 FEATURES_FILE = "features.arrow"
+STORE_FILES = (CLIPS_FILE, FRAMES_FILE, FEATURES_FILE)
+MARKER = "orch-store.json"  # a published store's completion marker (storage.location)
 UNLABELLED = -1  # label_index of clips whose label is unknown (competition test rows)
 
 CLIP_SCHEMA = pa.schema([
@@ -122,6 +124,8 @@ class StoreWriter:
         self.metadata = dict(metadata or {})
         if self.path.exists() and not overwrite:
             raise StoreError(f"{self.path}: a store already exists there (pass overwrite=True to replace it)")
+        if overwrite:
+            check_replaceable(self.path)
         self.overwrite = overwrite
         self._tmp = self.path.parent / f".{self.path.name}.tmp-{uuid.uuid4().hex[:8]}"
         self._rows: list[dict] = []
@@ -274,6 +278,7 @@ class StoreWriter:
         put back if the new one cannot be moved in."""
         old = None
         if self.overwrite and self.path.exists():
+            check_replaceable(self.path)  # again: it may have changed while the store was written
             old = self.path.parent / f".{self.path.name}.old-{uuid.uuid4().hex[:8]}"
             os.rename(self.path, old)
         try:
@@ -294,6 +299,24 @@ class StoreWriter:
         except Exception:  # noqa: BLE001 - the original exception is what matters
             pass
         shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+def check_replaceable(path: Path) -> None:
+    """StoreError unless ``path`` is absent, an empty directory or an orch store — a directory
+    that holds nothing but a store's files. ``overwrite`` replaces such a directory only,
+    never an arbitrary folder (whatever else it holds would be deleted with it)."""
+    if not path.exists() and not path.is_symlink():
+        return
+    if path.is_symlink() or not path.is_dir():
+        raise StoreError(f"{path}: not a directory, so not an orch store; overwrite replaces only a store")
+    names = {p.name for p in path.iterdir()}
+    foreign = sorted(names - set(STORE_FILES) - {MARKER})
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f", ... ({len(foreign) - 5} more)" if len(foreign) > 5 else "")
+        raise StoreError(f"{path}: not an orch store, so overwrite will not replace it: it holds {shown}")
+    if names and not {CLIPS_FILE, FRAMES_FILE} <= names:
+        raise StoreError(f"{path}: not an orch store (it holds {', '.join(sorted(names))} but not both "
+                         f"{CLIPS_FILE} and {FRAMES_FILE}), so overwrite will not replace it")
 
 
 def _fsync(path: Path) -> None:

@@ -37,7 +37,9 @@ from ray import tune
 
 from storage.sampling import length_name, parse_length
 from storage.selection import LabelMap, Roles, label_map
+from storage.location import is_remote
 from storage.store import FrameStore
+from storage.store_cache import open_store as open_cached
 from trainables.code_version import code_version
 from trainables.config import TrialConfig
 from trainables.data import SplitData, fit_to_store, frame_limit, load_split
@@ -50,10 +52,19 @@ STATE_FILE = "state.pt"
 MODEL_ARTIFACT = "model/selected.pt"  # the best-validation parameters, for `orch predict`
 SAMPLES_ARTIFACT = "samples.json"  # the clip ids of every role
 _STORES: dict[str, FrameStore] = {}
+RUNTIME_TAGS = ("orch.device", "orch.gpu_ids", "orch.node", "orch.store_cache")  # rewritten when a run is continued
+_LEASES: dict[str, object] = {}  # remote stores: the cache lease that keeps the node's copy while it is mapped
 
 
 def open_store(path: str) -> FrameStore:
-    """The process's one mapping of a store."""
+    """The process's one mapping of a store. A remote store (``s3://``, ``gs://``) is
+    fetched once per node into the node's cache (``storage.store_cache``; ``{node}`` in
+    ``$ORCH_STORE_CACHE`` is Ray's node id) and mapped from there; its lease is kept with it."""
+    if is_remote(path):
+        if path not in _STORES:
+            node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+            _STORES[path], _LEASES[path] = open_cached(path, node=node, log=lambda m: print(m, flush=True))
+        return _STORES[path]
     key = os.path.realpath(path)
     if key not in _STORES:
         _STORES[key] = FrameStore(key)
@@ -122,11 +133,13 @@ def train_trial(config: dict) -> None:
             # where it runs now (tags: a trial resumed on another node says so)
             "orch.device": where.description, "orch.gpu_ids": ",".join(where.gpu_ids),
             "orch.node": ray.get_runtime_context().get_node_id()}
+    if trial.data.store in _LEASES:  # a remote store: where this node's copy is (its cache says which node)
+        tags["orch.store_cache"] = str(_LEASES[trial.data.store].path)
     if plan.get("fold"):
         tags["orch.fold"] = plan["fold"]
     run = TrialRun.open(tracking, params, tags=tags)
     if not run.finished and run.logged_epochs:  # continued (retried, restored, moved): where it runs now
-        run.client.log_batch(run.run_id, tags=[RunTag(k, tags[k]) for k in ("orch.device", "orch.gpu_ids", "orch.node")])
+        run.client.log_batch(run.run_id, tags=[RunTag(k, tags[k]) for k in RUNTIME_TAGS if k in tags])
     run.unbuffered = config.get("params", {}).get("search") == "1"  # ASHA may stop it after any epoch
     if run.finished:  # same identity, same config (and code, unless asked otherwise): its metrics
         tune_report({**validation_only(run.final_metrics()), "epoch": trial.train.epochs, "reused": 1,
