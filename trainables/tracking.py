@@ -32,6 +32,8 @@ from pathlib import Path
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus
 
+from trainables.mlflow_filter import mlflow_quote
+
 TRIAL_KEY_TAG = "orch.trial_key"
 SWEEP_KEY_TAG = "orch.sweep_key"
 CODE_DIGEST_TAG = "orch.code_digest"  # the code that made the run (trainables.code_version.code_digest)
@@ -85,7 +87,7 @@ class TrialRun:
         ``params``."""
         client = MlflowClient(cfg.uri)
         found = client.search_runs(
-            [cfg.experiment_id], filter_string=f"tags.`{TRIAL_KEY_TAG}` = '{cfg.trial_key}'",
+            [cfg.experiment_id], filter_string=f"tags.`{TRIAL_KEY_TAG}` = {mlflow_quote(cfg.trial_key)}",
             max_results=200, order_by=["attributes.start_time DESC"],
         )
         run = pick_run(found, cfg.code_digest, cfg.reuse_across_versions)
