@@ -98,14 +98,15 @@ class TrialRun:
         return self.status == "FINISHED"
 
     @classmethod
-    def open(cls, cfg: TrackingConfig, params: dict[str, str], tags: dict[str, str] | None = None) -> "TrialRun":
+    def open(cls, cfg: TrackingConfig, params: dict[str, str], tags: dict[str, str] | None = None,
+             client: MlflowClient | None = None, backoff: Backoff | None = None) -> "TrialRun":
         """Find the trial's run by its key and code digest (``pick_run``), or create it with
         ``params``. Every call waits out tracking outages (``Backoff``); a create whose
         response was lost is found by its ``orch.open_id`` by the search that follows it, so
         it never makes a second run (and copies made by a retried request are deleted)."""
         quick_http_retries(cfg.uri)
-        client = MlflowClient(cfg.uri)
-        backoff = Backoff()
+        client = client or MlflowClient(cfg.uri)
+        backoff = backoff or Backoff()
         open_id = uuid.uuid4().hex
         while True:
             found = backoff.call(lambda: client.search_runs(

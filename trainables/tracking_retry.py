@@ -23,7 +23,7 @@ import time
 from typing import Callable, TypeVar
 
 import requests
-from mlflow.exceptions import MlflowException
+from mlflow.exceptions import MlflowException, RestException
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +31,10 @@ PATIENCE_ENV = "ORCH_TRACKING_PATIENCE_S"
 DEFAULT_PATIENCE_S = 600.0
 FIRST_WAIT_S = 0.5
 MAX_WAIT_S = 15.0
-# MLflow error codes of a server that is there but cannot answer now
-TRANSIENT_CODES = {"INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED", "DEADLINE_EXCEEDED",
-                   "ABORTED", "RESOURCE_EXHAUSTED"}
+# MLflow error codes of a server that is there but cannot answer now (INTERNAL_ERROR too when
+# a server answered it: MLflow also gives that code to errors raised on this side, uncoded)
+TRANSIENT_CODES = {"TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED", "DEADLINE_EXCEEDED", "ABORTED",
+                   "RESOURCE_EXHAUSTED"}
 _QUICK_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
                "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
 
@@ -75,7 +76,7 @@ def is_transient(exc: BaseException) -> bool:
         msg = str(exc)
         if msg.startswith("API request to") or "database is locked" in msg:
             return True  # MLflow's wording for a connection or timeout failure after its own retries
-        if exc.error_code in TRANSIENT_CODES:
+        if exc.error_code in TRANSIENT_CODES or (isinstance(exc, RestException) and exc.error_code == "INTERNAL_ERROR"):
             return True
     cause = exc.__cause__ or exc.__context__
     return cause is not None and cause is not exc and is_transient(cause)
