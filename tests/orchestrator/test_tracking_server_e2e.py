@@ -62,7 +62,9 @@ def outage_sweep(orch_server, tiny_store, tmp_path_factory):  # noqa: F811
         # the test's own client gives up fast (it only asks while the server is up)
         client = MlflowClient(orch_server.uri)
         _wait(lambda: proc.poll() is not None or _logged_epochs(client, "served") >= 2, "2 epochs on the server")
-        assert proc.poll() is None, "the sweep ended before the outage"
+        if proc.poll() is not None:
+            out.seek(0)
+            raise AssertionError("the sweep ended before the outage:\n" + out.read().decode(errors="replace")[-4000:])
         t0 = time.time()
         orch_server.kill()
         killed_at = time.time()
