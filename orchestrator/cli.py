@@ -95,6 +95,8 @@ def _go(exp: Experiment, workdir: Optional[Path], address: Optional[str], progre
     tracking_uri = _tracking_uri(tracking_uri)
     wd = Workdir.resolve(workdir, tracking_uri) if not dry_run else _dry_workdir(workdir, tracking_uri)
     console.print(f"workdir: [bold]{wd.root}[/]")
+    if not dry_run:
+        _check_server(wd.tracking_uri)
     try:
         code = ex.execute(exp, wd, console, address=address, show_progress=progress, dry_run=dry_run,
                           reuse_across_versions=reuse_across_versions)
@@ -111,6 +113,16 @@ def _dry_workdir(path: Optional[Path], tracking_uri: Optional[str] = None) -> Wo
     from orchestrator.workdir import DEFAULT
 
     return Workdir(Path(path or os.environ.get(ENV_VAR) or DEFAULT).expanduser().resolve(), tracking_uri or None)
+
+
+def _check_server(uri: str) -> None:
+    """A tracking server named by URI must answer before anything starts (a typo would
+    otherwise surface minutes later, inside every trial)."""
+    from orchestrator.tracking_server import healthy
+
+    if uri.startswith(("http://", "https://")) and not healthy(uri.rstrip("/"), timeout=10):
+        _fail(f"tracking server {uri}: no answer at {uri.rstrip('/')}/health (start one with `orch server`, "
+              f"or check --tracking-uri / MLFLOW_TRACKING_URI)")
 
 
 def _tracking_uri(uri: Optional[str]) -> Optional[str]:

@@ -47,9 +47,14 @@ def test_refusals(tmp_path):
         ts.check_tracking_uri("127.0.0.1:5000")
 
 
-def test_cli_refuses_a_tracking_uri_without_scheme(tmp_path):
+def test_cli_refuses_a_tracking_uri_without_scheme_or_server(tmp_path):
     r = CliRunner().invoke(app, ["ablation", "--dry-run", "--tracking-uri", "head:5000", "--workdir", str(tmp_path)])
     assert r.exit_code == 2 and "--tracking-uri 'head:5000'" in r.output
+    with socket.socket() as s:  # a free port: nothing answers there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r = CliRunner().invoke(app, ["ablation", "--tracking-uri", f"http://127.0.0.1:{port}", "--workdir", str(tmp_path)])
+    assert r.exit_code == 2 and f"tracking server http://127.0.0.1:{port}: no answer" in r.output
     r = CliRunner().invoke(app, ["server", "--backend-store-uri", "mlruns", "--workdir", str(tmp_path)])
     assert r.exit_code == 2 and "expected a database URI" in r.output
 
