@@ -77,9 +77,29 @@ def _is_wildcard(host: str) -> bool:
     return host in ("0.0.0.0", "::", "")
 
 
+def _interface_addresses() -> set[str]:
+    """The IPv4 addresses of this machine's interfaces (Linux: SIOCGIFADDR per interface)."""
+    found = set()
+    try:
+        import fcntl
+        import struct
+
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for _, name in socket.if_nameindex():
+                try:
+                    packed = fcntl.ioctl(s.fileno(), 0x8915, struct.pack("256s", name[:15].encode()))  # SIOCGIFADDR
+                    found.add(socket.inet_ntoa(packed[20:24]))
+                except OSError:
+                    continue
+    except (ImportError, OSError, AttributeError):
+        pass
+    return found
+
+
 def machine_names() -> list[str]:
-    """The names and addresses other machines reach this one by."""
-    names = {socket.gethostname(), socket.getfqdn()}
+    """The names and addresses other machines reach this one by: its host names and the
+    addresses of its interfaces."""
+    names = {socket.gethostname(), socket.getfqdn()} | _interface_addresses()
     try:
         names.update(socket.gethostbyname_ex(socket.gethostname())[2])
     except OSError:

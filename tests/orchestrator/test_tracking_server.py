@@ -31,6 +31,15 @@ def test_loopback_unless_a_host_is_named_and_allowed_hosts_always_set(tmp_path):
     hosts = _opt(cmd, "--allowed-hosts").split(",")
     assert _opt(cmd, "--host") == "0.0.0.0" and "*" not in hosts
     assert f"{socket.gethostname()}:5123" in hosts and "127.0.0.1:5123" in hosts
+    try:  # the address other machines reach this one by (the route out; no packet is sent)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("198.51.100.1", 9))
+            outward = s.getsockname()[0]
+    except OSError:
+        outward = None
+    if outward and not outward.startswith("127."):
+        assert f"{outward}:5123" in hosts
+        assert ts.spec_for(tmp_path, host="0.0.0.0", port=5123).uri == f"http://{outward}:5123" or outward in hosts
 
 
 def test_refusals(tmp_path):
