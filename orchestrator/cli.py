@@ -35,6 +35,9 @@ ALLOW_CPU = typer.Option(False, "--allow-cpu-for-gpu-trials", help="A trial give
                          "torch has no CUDA (default: it refuses to start). For logical GPUs in tests.")
 ADDRESS = typer.Option(None, help="Ray cluster address ('auto' or host:port); default: local Ray.")
 WORKDIR = typer.Option(None, help=f"Where everything is written (default ${ENV_VAR} or ./orch-work).")
+TRACKING_URI = typer.Option(None, "--tracking-uri", help="Where every trial's MLflow run goes, e.g. "
+                            "http://HEAD:5000 (an `orch server`; artifacts then go through it); default: "
+                            "$MLFLOW_TRACKING_URI, else the workdir's SQLite.")
 PROGRESS = typer.Option(True, help="Show the live progress display.")
 DRY_RUN = typer.Option(False, "--dry-run", help="Print the trials and the resource plan; run nothing.")
 SAVE_YAML = typer.Option(None, "--save-yaml", help="Write the experiment as YAML (for `orch run`) and exit.")
@@ -88,13 +91,16 @@ def _experiment(name: str, protocol: Protocol, store: Optional[str], seeds: int,
 
 
 def _go(exp: Experiment, workdir: Optional[Path], address: Optional[str], progress: bool, dry_run: bool,
-        save_yaml: Optional[Path], reuse_across_versions: bool = False) -> None:
+        save_yaml: Optional[Path], reuse_across_versions: bool = False, tracking_uri: Optional[str] = None) -> None:
     if save_yaml is not None:
         save_yaml.write_text(exp.to_yaml())
         console.print(f"experiment written to {save_yaml}; run it with: orch run {save_yaml}")
         return
-    wd = Workdir.resolve(workdir) if not dry_run else _dry_workdir(workdir)
+    tracking_uri = _tracking_uri(tracking_uri)
+    wd = Workdir.resolve(workdir, tracking_uri) if not dry_run else _dry_workdir(workdir, tracking_uri)
     console.print(f"workdir: [bold]{wd.root}[/]")
+    if not dry_run:
+        _check_server(wd.tracking_uri)
     try:
         code = ex.execute(exp, wd, console, address=address, show_progress=progress, dry_run=dry_run,
                           reuse_across_versions=reuse_across_versions)
@@ -104,13 +110,32 @@ def _go(exp: Experiment, workdir: Optional[Path], address: Optional[str], progre
         raise typer.Exit(code)
 
 
-def _dry_workdir(path: Optional[Path]) -> Workdir:
+def _dry_workdir(path: Optional[Path], tracking_uri: Optional[str] = None) -> Workdir:
     """A dry run reads the workdir (the cached benchmark) but creates nothing in it."""
     import os
 
     from orchestrator.workdir import DEFAULT
 
-    return Workdir(Path(path or os.environ.get(ENV_VAR) or DEFAULT).expanduser().resolve())
+    return Workdir(Path(path or os.environ.get(ENV_VAR) or DEFAULT).expanduser().resolve(), tracking_uri or None)
+
+
+def _check_server(uri: str) -> None:
+    """A tracking server named by URI must answer before anything starts (a typo would
+    otherwise surface minutes later, inside every trial)."""
+    from orchestrator.tracking_server import healthy
+
+    if uri.startswith(("http://", "https://")) and not healthy(uri.rstrip("/"), timeout=10):
+        _fail(f"tracking server {uri}: no answer at {uri.rstrip('/')}/health (start one with `orch server`, "
+              f"or check --tracking-uri / MLFLOW_TRACKING_URI)")
+
+
+def _tracking_uri(uri: Optional[str]) -> Optional[str]:
+    from orchestrator.tracking_server import check_tracking_uri
+
+    try:
+        return check_tracking_uri(uri) if uri else None
+    except ValueError as e:
+        _fail(str(e))
 
 
 @app.command()
@@ -132,6 +157,7 @@ def ablation(
     dry_run: bool = DRY_RUN,
     save_yaml: Optional[Path] = SAVE_YAML,
     reuse_across_versions: bool = REUSE,
+    tracking_uri: Optional[str] = TRACKING_URI,
 ):
     """Frame-length ablation: seeds x N frames as one Ray Tune experiment.
 
@@ -140,7 +166,7 @@ def ablation(
     """
     exp = _experiment(experiment, Protocol("ablation"), store, seeds, lengths, epochs, token, "store",
                       cpus_per_trial, gpus_per_trial, allow_cpu=allow_cpu_for_gpu_trials, benchmark=benchmark, positions=positions)
-    _go(exp, workdir, address, progress, dry_run, save_yaml, reuse_across_versions)
+    _go(exp, workdir, address, progress, dry_run, save_yaml, reuse_across_versions, tracking_uri)
 
 
 @app.command()
@@ -167,6 +193,7 @@ def loso(
     dry_run: bool = DRY_RUN,
     save_yaml: Optional[Path] = SAVE_YAML,
     reuse_across_versions: bool = REUSE,
+    tracking_uri: Optional[str] = TRACKING_URI,
 ):
     """Leave-one-subject-out: one fold per subject, folds x seeds trials on Ray Tune.
 
@@ -182,7 +209,7 @@ def loso(
         _fail(str(e))
     exp = _experiment(experiment, proto, store, seeds, lengths, epochs, token, _label_map(classes),
                       cpus_per_trial, gpus_per_trial, allow_cpu=allow_cpu_for_gpu_trials, benchmark=benchmark, positions=positions)
-    _go(exp, workdir, address, progress, dry_run, save_yaml, reuse_across_versions)
+    _go(exp, workdir, address, progress, dry_run, save_yaml, reuse_across_versions, tracking_uri)
 
 
 @app.command()
@@ -209,6 +236,7 @@ def split(
     dry_run: bool = DRY_RUN,
     save_yaml: Optional[Path] = SAVE_YAML,
     reuse_across_versions: bool = REUSE,
+    tracking_uri: Optional[str] = TRACKING_URI,
 ):
     """DFME's competition split (the paper's Section 4.2, Tables 2 and 3).
 
@@ -223,7 +251,7 @@ def split(
         _fail(str(e))
     exp = _experiment(experiment, proto, store, seeds, lengths, epochs, token, "store",
                       cpus_per_trial, gpus_per_trial, allow_cpu=allow_cpu_for_gpu_trials, save_model=save_model, benchmark=benchmark, positions=positions)
-    _go(exp, workdir, address, progress, dry_run, save_yaml, reuse_across_versions)
+    _go(exp, workdir, address, progress, dry_run, save_yaml, reuse_across_versions, tracking_uri)
 
 
 @app.command()
@@ -253,6 +281,7 @@ def search(
     dry_run: bool = DRY_RUN,
     save_yaml: Optional[Path] = SAVE_YAML,
     reuse_across_versions: bool = REUSE,
+    tracking_uri: Optional[str] = TRACKING_URI,
 ):
     """Hyperparameter search on Ray Tune (random / grid, ASHA early stopping on validation
     UF1), then the best configuration re-run over seeds and reported like its protocol.
@@ -271,7 +300,7 @@ def search(
         exp = dataclasses.replace(exp, search=SearchSpec(read_yaml(space), samples, grace_period))
     except ValueError as e:
         _fail(f"{space}: {e}" if str(space) not in str(e) else str(e))
-    _go(exp, workdir, address, progress, dry_run, save_yaml, reuse_across_versions)
+    _go(exp, workdir, address, progress, dry_run, save_yaml, reuse_across_versions, tracking_uri)
 
 
 @app.command()
@@ -282,6 +311,7 @@ def run(
     progress: bool = PROGRESS,
     dry_run: bool = DRY_RUN,
     reuse_across_versions: bool = REUSE,
+    tracking_uri: Optional[str] = TRACKING_URI,
 ):
     """Run the experiment a YAML file describes (protocol, store, label map, model,
     optimiser, schedule, epochs, seeds, resources; a search first, if it has one)."""
@@ -289,7 +319,7 @@ def run(
         exp = Experiment.from_yaml(experiment_yaml)
     except ValueError as e:
         _fail(str(e))
-    _go(exp, workdir, address, progress, dry_run, None, reuse_across_versions)
+    _go(exp, workdir, address, progress, dry_run, None, reuse_across_versions, tracking_uri)
 
 
 @app.command()
@@ -300,6 +330,8 @@ def predict(
     store: Optional[str] = typer.Option(None, help="The store, a path or URI (default: the one the run recorded; its "
                                          "fingerprint must match the run's)."),
     workdir: Optional[Path] = WORKDIR,
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="Where the run is (default: "
+                                               "$MLFLOW_TRACKING_URI, else the workdir's SQLite)."),
 ):
     """The CCAC2024 submission format: one integer label per line (the class index in the
     run's label order; DFME's EmotionId for a DFME store), in the order of the split's
@@ -313,7 +345,7 @@ def predict(
     from trainables.predict import predict as run_predict
     from trainables.trainable import MODEL_ARTIFACT
 
-    wd = _dry_workdir(workdir)
+    wd = _dry_workdir(workdir, _tracking_uri(tracking_uri))
     client = MlflowClient(wd.tracking_uri)
     try:
         r = client.get_run(run_id)
@@ -432,6 +464,60 @@ def ingest(
     if strict and rep.skipped:
         console.print(f"[red]--strict:[/] {len(rep.skipped)} clips skipped")
         raise typer.Exit(1)
+
+
+@app.command()
+def server(
+    host: Optional[str] = typer.Option(None, help="Interface to listen on (default 127.0.0.1: this machine only). "
+                                       "Another (the head's address, 0.0.0.0) only when named here."),
+    port: int = typer.Option(5000, help="Port to listen on."),
+    backend_store_uri: Optional[str] = typer.Option(None, help="Database of runs (default: the workdir's SQLite; "
+                                                    "postgresql://USER@HOST/DB for a shared head)."),
+    allowed_hosts: Optional[str] = typer.Option(None, help="Host headers accepted, comma-separated (default: "
+                                                "the loopback names and the --host's, every name of this "
+                                                "machine for 0.0.0.0)."),
+    workers: int = typer.Option(2, help="Server worker processes."),
+    workdir: Optional[Path] = WORKDIR,
+):
+    """MLflow's tracking server for a cluster's trials: runs in the workdir's SQLite (or
+    --backend-store-uri), artifacts served through it (under the workdir's mlartifacts/), so
+    workers need no shared path. Prints the --tracking-uri to give the training commands;
+    Ctrl-C stops it."""
+    from orchestrator import tracking_server as ts
+
+    wd = Workdir.resolve(workdir)
+    try:
+        spec = ts.spec_for(wd.root, host, port, backend_store_uri, workers, allowed_hosts)
+        code = ts.serve(spec, say=console.print)
+    except ts.ServerError as e:
+        _fail(str(e))
+    raise typer.Exit(code)
+
+
+@app.command()
+def ui(
+    port: int = typer.Option(5000, help="Port on 127.0.0.1."),
+    backend_store_uri: Optional[str] = typer.Option(None, help="Database of runs (default: the workdir's: "
+                                                    "$MLFLOW_TRACKING_URI, else its SQLite)."),
+    workdir: Optional[Path] = WORKDIR,
+):
+    """The MLflow UI on 127.0.0.1 over the workdir's runs (the local case; a cluster's runs
+    are browsed on its `orch server`). Ctrl-C stops it."""
+    from orchestrator import tracking_server as ts
+
+    wd = _dry_workdir(workdir)
+    uri = backend_store_uri or wd.tracking_uri
+    if uri.startswith(("http://", "https://")):
+        console.print(f"the runs are on the tracking server {uri}: open it in a browser (it serves the UI)")
+        return
+    if uri == wd.local_tracking_uri and not (wd.root / "mlflow.db").exists():
+        _fail(f"{wd.root / 'mlflow.db'}: no runs in this workdir yet (--workdir names another)")
+    try:
+        spec = ts.spec_for(wd.root, ts.DEFAULT_HOST, port, uri, workers=1)
+        code = ts.serve(spec, say=console.print)
+    except ts.ServerError as e:
+        _fail(str(e))
+    raise typer.Exit(code)
 
 
 def _print_several_faces(rep, limit: int = 30) -> None:

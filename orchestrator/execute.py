@@ -232,7 +232,7 @@ def _run_plans(exp: Experiment, plans: list[TrialPlan], fs: FrameStore, wd: Work
     console.print(code_summary(outcome))
     for line in outcome.errors:
         console.print(f"[red]failed trial[/] {line} (full traceback: the run's orch.error tag in MLflow)")
-    console.print(f"browse the runs: [bold]{mlflow_ui_command(wd)}[/] (then open http://127.0.0.1:5000)")
+    console.print(f"browse the runs: [bold]{mlflow_ui_command(wd)}[/]")
     console.print(f"workdir: [bold]{wd.root}[/]")
     return 1 if outcome.n_errored else 0
 
@@ -293,11 +293,16 @@ def write_reports(exp: Experiment, plans: list[TrialPlan], results: list[report.
 
 
 def mlflow_ui_command(wd: Workdir) -> str:
-    """The command that serves the MLflow UI on these runs (the mlflow of this environment,
-    so it works without activating the virtual environment)."""
-    exe = Path(sys.executable).parent / "mlflow"
-    mlflow = str(exe) if exe.exists() else "mlflow"
-    return f"{mlflow} ui --backend-store-uri '{wd.tracking_uri}' --host 127.0.0.1 --port 5000"
+    """How to browse these runs: the tracking server's address when they went to one;
+    else ``orch ui`` on the workdir's store (or on the store the URI names) — the orch of
+    this environment, so it works without activating the virtual environment."""
+    uri = wd.tracking_uri
+    if uri.startswith(("http://", "https://")):
+        return f"open {uri} (the tracking server's UI)"
+    exe = Path(sys.executable).parent / "orch"
+    orch = str(exe) if exe.exists() else "orch"
+    where = f"--workdir '{wd.root}'" if uri == wd.local_tracking_uri else f"--backend-store-uri '{uri}'"
+    return f"{orch} ui {where} (then open http://127.0.0.1:5000)"
 
 
 def _print_ablation(console: Console, rows: list[report.AblationRow], title: str) -> None:

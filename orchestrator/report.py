@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from mlflow import MlflowClient
 
+from trainables.mlflow_filter import mlflow_quote
 from trainables.tracking import SWEEP_KEY_TAG, pick_run
 
 
@@ -59,7 +60,7 @@ def finished_runs(uri: str, experiment_id: str, sweep_key: str, names: Iterable[
     any code's; a run made by other code is otherwise not this sweep's result."""
     client = MlflowClient(uri)
     runs = client.search_runs([experiment_id], filter_string=(
-        f"tags.`{SWEEP_KEY_TAG}` = '{sweep_key}' and attributes.status = 'FINISHED'"),
+        f"tags.`{SWEEP_KEY_TAG}` = {mlflow_quote(sweep_key)} and attributes.status = 'FINISHED'"),
         max_results=50_000, order_by=["attributes.start_time DESC"])
     names = None if names is None else set(names)
     grouped: dict[str, list] = {}

@@ -29,6 +29,7 @@ from orchestrator.progress import SweepProgress
 from orchestrator.workdir import Workdir
 from trainables.code_version import code_version
 from trainables.fit import LeakageError
+from trainables.mlflow_filter import mlflow_quote
 from trainables.tracking import ERROR_TAG, SWEEP_KEY_TAG
 from trainables.trainable import train_trial
 
@@ -91,7 +92,7 @@ def end_stale_runs(uri: str, experiment_id: str, sweep_key: str) -> int:
     without a word (a killed worker or node): mark them KILLED so none stays RUNNING."""
     client = MlflowClient(uri)
     stale = client.search_runs([experiment_id], filter_string=(
-        f"tags.`{SWEEP_KEY_TAG}` = '{sweep_key}' and attributes.status = 'RUNNING'"), max_results=10_000)
+        f"tags.`{SWEEP_KEY_TAG}` = {mlflow_quote(sweep_key)} and attributes.status = 'RUNNING'"), max_results=10_000)
     for run in stale:
         client.set_tag(run.info.run_id, ERROR_TAG, "trial ended without closing its run")
         client.set_terminated(run.info.run_id, "KILLED")

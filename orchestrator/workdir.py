@@ -2,7 +2,8 @@
 
 ``--workdir`` or ``$ORCH_WORKDIR`` moves it; the default is ``./orch-work``.
 
-    mlflow.db        the MLflow tracking store (SQLite), unless MLFLOW_TRACKING_URI is set
+    mlflow.db        the MLflow tracking store (SQLite), unless --tracking-uri or
+                     MLFLOW_TRACKING_URI names another (e.g. an ``orch server``)
     mlartifacts/     MLflow artifacts
     ray_results/     Ray Tune experiments (trial checkpoints, results)
     stores/          built-in benchmark stores, cached by their parameters
@@ -22,16 +23,23 @@ DEFAULT = "orch-work"
 @dataclass(frozen=True)
 class Workdir:
     root: Path
+    tracking: str | None = None  # --tracking-uri: wins over MLFLOW_TRACKING_URI and the workdir's SQLite
 
     @classmethod
-    def resolve(cls, path: str | os.PathLike | None = None) -> "Workdir":
+    def resolve(cls, path: str | os.PathLike | None = None, tracking_uri: str | None = None) -> "Workdir":
         root = Path(path or os.environ.get(ENV_VAR) or DEFAULT).expanduser().resolve()
         root.mkdir(parents=True, exist_ok=True)
-        return cls(root)
+        return cls(root, tracking_uri or None)
+
+    @property
+    def local_tracking_uri(self) -> str:
+        """The workdir's own SQLite tracking store."""
+        return f"sqlite:///{self.root / 'mlflow.db'}"
 
     @property
     def tracking_uri(self) -> str:
-        return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.root / 'mlflow.db'}"
+        """Where runs go: ``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else the workdir's SQLite."""
+        return self.tracking or os.environ.get("MLFLOW_TRACKING_URI") or self.local_tracking_uri
 
     @property
     def artifacts(self) -> Path:

@@ -49,6 +49,7 @@ from trainables.model import create_model
 from trainables.tracking import TrackingConfig, TrialRun
 
 STATE_FILE = "state.pt"
+PENDING_FILE = "tracking_pending.json"  # metrics the tracking store did not take yet (an outage)
 MODEL_ARTIFACT = "model/selected.pt"  # the best-validation parameters, for `orch predict`
 SAMPLES_ARTIFACT = "samples.json"  # the clip ids of every role
 _STORES: dict[str, FrameStore] = {}
@@ -187,7 +188,7 @@ def _train(trial: TrialConfig, roles: Roles, labels: LabelMap, classes: np.ndarr
     num_classes = len(labels.classes)
     torch.manual_seed(trial.seed)
     model = create_model(trial.model, train.token_dim, num_classes).to(device)
-    state = _restore()
+    state = _restore(run)
     fitter = Fitter(model, trial.train, trial.seed, num_classes, train, val, state)
     every = max(1, int(config.get("checkpoint_every", 5)))
     last = trial.train.epochs
@@ -251,16 +252,22 @@ def _test(fitter: Fitter, roles: Roles, labels: LabelMap, data, trial: TrialConf
     return final, files
 
 
-def _restore() -> FitState | None:
+def _restore(run: TrialRun | None = None) -> FitState | None:
     ckpt = tune.get_checkpoint()
     if ckpt is None:
         return None
     with ckpt.as_directory() as d:
+        if run is not None and (Path(d) / PENDING_FILE).exists():  # taken during a tracking outage
+            run.restore_pending(json.loads((Path(d) / PENDING_FILE).read_text()))
         return FitState(**torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=True))
 
 
 def _report_with_checkpoint(report: dict, state: FitState, run: TrialRun) -> None:
-    run.flush()  # the run holds every epoch up to the checkpoint: a resumed trial's history stays contiguous
+    # the run holds every epoch up to the checkpoint (a resumed trial's history stays
+    # contiguous) — or, while the tracking store is unreachable, the checkpoint holds those it could not take
+    written = run.flush()
     with tempfile.TemporaryDirectory() as d:
         torch.save({f.name: getattr(state, f.name) for f in dataclasses.fields(state)}, Path(d) / STATE_FILE)
+        if not written:
+            (Path(d) / PENDING_FILE).write_text(json.dumps(run.pending_records()))
         tune_report(report, checkpoint=tune.Checkpoint.from_directory(d))

@@ -41,7 +41,7 @@ def test_orch_ablation_runs_logs_and_tabulates(tiny_store, ray_session, tmp_path
             "--experiment", "e2e", "--workdir", str(wd), "--no-progress"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert f"workdir: {wd}" in result.output and "mlflow ui --backend-store-uri" in result.output
+    assert f"workdir: {wd}" in result.output and "ui --workdir" in result.output
     assert "4 trained, 0 reused" in result.output
 
     client, runs = _runs(wd, "e2e")
