@@ -32,6 +32,8 @@ TOKEN = typer.Option(DataConfig.token, help="Per-frame token: flow_roi (optical 
 CPUS = typer.Option(1.0, help="CPUs per trial (also its torch threads).")
 GPUS = typer.Option(0.0, help="GPUs per trial.")
 ADDRESS = typer.Option(None, help="Ray cluster address ('auto' or host:port); default: local Ray.")
+STORAGE = typer.Option(None, help="Where Ray Tune keeps results and checkpoints: a path (on a cluster: shared by "
+                       "every node, e.g. NFS), file://, s3:// or gs:// URI. Default: WORKDIR/ray_results.")
 WORKDIR = typer.Option(None, help=f"Where everything is written (default ${ENV_VAR} or ./orch-work).")
 PROGRESS = typer.Option(True, help="Show the live progress display.")
 DRY_RUN = typer.Option(False, "--dry-run", help="Print the trials and the resource plan; run nothing.")
@@ -84,18 +86,31 @@ def _experiment(name: str, protocol: Protocol, store: Optional[Path], seeds: int
 
 
 def _go(exp: Experiment, workdir: Optional[Path], address: Optional[str], progress: bool, dry_run: bool,
-        save_yaml: Optional[Path], reuse_across_versions: bool = False) -> None:
+        save_yaml: Optional[Path], reuse_across_versions: bool = False, storage: Optional[str] = None) -> None:
     if save_yaml is not None:
         save_yaml.write_text(exp.to_yaml())
         console.print(f"experiment written to {save_yaml}; run it with: orch run {save_yaml}")
         return
     wd = Workdir.resolve(workdir) if not dry_run else _dry_workdir(workdir)
     console.print(f"workdir: [bold]{wd.root}[/]")
+    from orchestrator import resume_index
+    from orchestrator.tune_storage import StorageError, TuneStorage
+    from trainables.code_version import code_version
+
+    try:
+        tune_storage = TuneStorage.resolve(storage, wd.ray_results, create=not dry_run)
+    except StorageError as e:
+        _fail(str(e))
+    wd = dataclasses.replace(wd, storage=tune_storage.uri)
+    if not dry_run:  # what `orch resume NAME` runs again
+        resume_index.record(wd, exp, address, tune_storage.uri, reuse_across_versions, code_version()["digest"])
     try:
         code = ex.execute(exp, wd, console, address=address, show_progress=progress, dry_run=dry_run,
                           reuse_across_versions=reuse_across_versions)
     except ex.CommandError as e:
         _fail(str(e))
+    if not dry_run:
+        resume_index.mark_finished(wd, exp.name)
     if code:
         raise typer.Exit(code)
 
@@ -122,6 +137,7 @@ def ablation(
     cpus_per_trial: float = CPUS,
     gpus_per_trial: float = GPUS,
     address: Optional[str] = ADDRESS,
+    storage: Optional[str] = STORAGE,
     workdir: Optional[Path] = WORKDIR,
     progress: bool = PROGRESS,
     dry_run: bool = DRY_RUN,
@@ -135,7 +151,7 @@ def ablation(
     """
     exp = _experiment(experiment, Protocol("ablation"), store, seeds, lengths, epochs, token, "store",
                       cpus_per_trial, gpus_per_trial, benchmark=benchmark, positions=positions)
-    _go(exp, workdir, address, progress, dry_run, save_yaml, reuse_across_versions)
+    _go(exp, workdir, address, progress, dry_run, save_yaml, reuse_across_versions, storage)
 
 
 @app.command()
@@ -156,6 +172,7 @@ def loso(
     cpus_per_trial: float = CPUS,
     gpus_per_trial: float = GPUS,
     address: Optional[str] = ADDRESS,
+    storage: Optional[str] = STORAGE,
     workdir: Optional[Path] = WORKDIR,
     progress: bool = PROGRESS,
     dry_run: bool = DRY_RUN,
@@ -176,7 +193,7 @@ def loso(
         _fail(str(e))
     exp = _experiment(experiment, proto, store, seeds, lengths, epochs, token, _label_map(classes),
                       cpus_per_trial, gpus_per_trial, benchmark=benchmark, positions=positions)
-    _go(exp, workdir, address, progress, dry_run, save_yaml, reuse_across_versions)
+    _go(exp, workdir, address, progress, dry_run, save_yaml, reuse_across_versions, storage)
 
 
 @app.command()
@@ -197,6 +214,7 @@ def split(
     cpus_per_trial: float = CPUS,
     gpus_per_trial: float = GPUS,
     address: Optional[str] = ADDRESS,
+    storage: Optional[str] = STORAGE,
     workdir: Optional[Path] = WORKDIR,
     progress: bool = PROGRESS,
     dry_run: bool = DRY_RUN,
@@ -216,7 +234,7 @@ def split(
         _fail(str(e))
     exp = _experiment(experiment, proto, store, seeds, lengths, epochs, token, "store",
                       cpus_per_trial, gpus_per_trial, save_model=save_model, benchmark=benchmark, positions=positions)
-    _go(exp, workdir, address, progress, dry_run, save_yaml, reuse_across_versions)
+    _go(exp, workdir, address, progress, dry_run, save_yaml, reuse_across_versions, storage)
 
 
 @app.command()
@@ -240,6 +258,7 @@ def search(
     cpus_per_trial: float = CPUS,
     gpus_per_trial: float = GPUS,
     address: Optional[str] = ADDRESS,
+    storage: Optional[str] = STORAGE,
     workdir: Optional[Path] = WORKDIR,
     progress: bool = PROGRESS,
     dry_run: bool = DRY_RUN,
@@ -263,13 +282,14 @@ def search(
         exp = dataclasses.replace(exp, search=SearchSpec(read_yaml(space), samples, grace_period))
     except ValueError as e:
         _fail(f"{space}: {e}" if str(space) not in str(e) else str(e))
-    _go(exp, workdir, address, progress, dry_run, save_yaml, reuse_across_versions)
+    _go(exp, workdir, address, progress, dry_run, save_yaml, reuse_across_versions, storage)
 
 
 @app.command()
 def run(
     experiment_yaml: Path = typer.Argument(..., help="An experiment file (write one with --save-yaml on any command)."),
     address: Optional[str] = ADDRESS,
+    storage: Optional[str] = STORAGE,
     workdir: Optional[Path] = WORKDIR,
     progress: bool = PROGRESS,
     dry_run: bool = DRY_RUN,
@@ -281,7 +301,35 @@ def run(
         exp = Experiment.from_yaml(experiment_yaml)
     except ValueError as e:
         _fail(str(e))
-    _go(exp, workdir, address, progress, dry_run, None, reuse_across_versions)
+    _go(exp, workdir, address, progress, dry_run, None, reuse_across_versions, storage)
+
+
+@app.command()
+def resume(
+    name: str = typer.Argument(..., help="The experiment name (--experiment, or `name:` of the YAML) of the command "
+                               "whose driver died."),
+    address: Optional[str] = typer.Option(None, help="Ray cluster address (default: $RAY_ADDRESS, else the one the "
+                                          "command used)."),
+    tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "
+                                               "the one the command used)."),
+    storage: Optional[str] = typer.Option(None, help="Ray Tune storage (default: the one the command used)."),
+    workdir: Optional[Path] = WORKDIR,
+    progress: bool = PROGRESS,
+):
+    """Run an interrupted command again (its driver crashed or was killed): its Tune
+    experiments are restored, interrupted trials continue from their last checkpoint and
+    their MLflow runs, finished trials are not run again; then its reports."""
+    from orchestrator.resume import resume as run_resume
+
+    wd = Workdir.resolve(workdir)
+    console.print(f"workdir: [bold]{wd.root}[/]")
+    try:
+        code = run_resume(name, wd, console, address=address, tracking_uri=tracking_uri, storage=storage,
+                          show_progress=progress)
+    except ex.CommandError as e:
+        _fail(str(e))
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()

@@ -4,7 +4,7 @@
 
     mlflow.db        the MLflow tracking store (SQLite), unless MLFLOW_TRACKING_URI is set
     mlartifacts/     MLflow artifacts
-    ray_results/     Ray Tune experiments (trial checkpoints, results)
+    ray_results/     Ray Tune experiments (trial checkpoints, results), unless --storage says elsewhere
     stores/          built-in benchmark stores, cached by their parameters
     reports/NAME/    tables and plots of experiment NAME
 """
@@ -22,6 +22,7 @@ DEFAULT = "orch-work"
 @dataclass(frozen=True)
 class Workdir:
     root: Path
+    storage: str = ""  # --storage: Ray Tune's results and checkpoints (orchestrator.tune_storage); "" = ray_results/
 
     @classmethod
     def resolve(cls, path: str | os.PathLike | None = None) -> "Workdir":
