@@ -52,7 +52,7 @@ def record(wd: Workdir, exp: Experiment, address: str | None, storage: str, reus
     default this process's); returns its path."""
     if exp.store and "://" not in exp.store:
         exp = exp.with_store(str(Path(exp.store).resolve()))
-    entry = {"name": exp.name, "experiment_yaml": exp.to_yaml(), "command": list(command if command is not None else sys.argv),
+    entry = {"name": exp.name, "experiment_yaml": exp.to_yaml(), "command": list(command if command is not None else ["orch", *sys.argv[1:]]),
              "address": address or os.environ.get("RAY_ADDRESS") or None, "tracking_uri": wd.tracking_uri,
              "storage": storage, "reuse_across_versions": reuse_across_versions, "code_digest": code_digest,
              "started": time.time(), "finished": None}

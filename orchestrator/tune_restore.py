@@ -38,6 +38,8 @@ def restorable(storage: TuneStorage, name: str, trainable, n_trials: int, callba
     path = storage.experiment_path(name)
     if not tune.Tuner.can_restore(path, storage_filesystem=storage.filesystem):
         return None
+    # trials that had reported nothing yet have no result file; Tune warns of each, which is expected here
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     tuner = tune.Tuner.restore(path, trainable, resume_errored=True, storage_filesystem=storage.filesystem)
     try:
         grid = tuner.get_results()
