@@ -36,8 +36,18 @@ def orch(*args: str) -> list[str]:
     return [sys.executable, "-m", "orchestrator.cli", *args]
 
 
+def driver_env(env: dict) -> dict:
+    """A driver's environment: unbuffered (a killed driver's output is all there), wide lines."""
+    return {**env, "PYTHONUNBUFFERED": "1", "COLUMNS": "400"}
+
+
 def run_orch(env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(orch(*args), env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(orch(*args), env=driver_env(env), capture_output=True, text=True, timeout=600)
+
+
+def start_orch(env: dict, out: Path, *args: str) -> subprocess.Popen:
+    """The driver in the background, its output to ``out``."""
+    return subprocess.Popen(orch(*args), env=driver_env(env), stdout=open(out, "w"), stderr=subprocess.STDOUT)
 
 
 def client(workdir: Path) -> MlflowClient:
