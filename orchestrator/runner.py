@@ -205,6 +205,9 @@ def run_sweep(exp: Experiment, plans: list[TrialPlan], store_fingerprint: str, w
     restored = None
     try:
         check_resources(resources, local=not address)
+        if address and storage.is_local and console is not None:
+            console.print(f"Tune storage: {storage.path} (a local path: on a cluster of several machines it must "
+                          f"be one every node mounts, or an s3:// / gs:// --storage)")
         restored = restorable(storage, tune_name, tune.with_resources(trainable, resources), n_trials, [progress])
         if restored is not None:
             tuner = restored.tuner

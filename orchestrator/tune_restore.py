@@ -23,6 +23,10 @@ from orchestrator.tune_storage import TuneStorage
 log = logging.getLogger(__name__)
 
 
+class RestoreError(Exception):
+    """The sweep's Tune experiment is there but cannot be restored; the message names it."""
+
+
 @dataclass(frozen=True)
 class Restored:
     tuner: tune.Tuner
@@ -40,7 +44,12 @@ def restorable(storage: TuneStorage, name: str, trainable, n_trials: int, callba
         return None
     # trials that had reported nothing yet have no result file; Tune warns of each, which is expected here
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
-    tuner = tune.Tuner.restore(path, trainable, resume_errored=True, storage_filesystem=storage.filesystem)
+    try:
+        tuner = tune.Tuner.restore(path, trainable, resume_errored=True, storage_filesystem=storage.filesystem)
+    except Exception as e:  # another trainable, a damaged tuner.pkl: the user decides, nothing is deleted
+        raise RestoreError(f"{storage.experiment_uri(name)}: this sweep's Tune experiment cannot be restored "
+                           f"({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}); "
+                           f"remove it to run the sweep afresh (its finished runs are reused)") from None
     try:
         grid = tuner.get_results()
         known, done = len(grid), grid.num_terminated
