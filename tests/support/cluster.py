@@ -46,6 +46,17 @@ class TestCluster:
             raise RuntimeError(f"cluster helper: {reply or 'no answer'} (stderr: {_tail(self._proc)})")
         self.removed.append(i)
 
+    def remove_worker_running(self, pid: int) -> int:
+        """Remove the worker node whose raylet started process ``pid`` (a trial's worker
+        process, e.g. the ``pid`` of its Tune results); returns the node's index."""
+        self._proc.stdin.write(f"remove-host {pid}\n")
+        self._proc.stdin.flush()
+        reply = self._proc.stdout.readline().split()
+        if reply[:1] != ["removed"]:
+            raise RuntimeError(f"cluster helper: {' '.join(reply) or 'no answer'} (stderr: {_tail(self._proc)})")
+        self.removed.append(int(reply[1]))
+        return int(reply[1])
+
 
 __test__ = False  # TestCluster is not a test class
 
@@ -90,6 +101,18 @@ def _tail(proc: subprocess.Popen) -> str:
     return (proc.stderr.read() or "")[-3000:]
 
 
+def _ancestors(pid: int) -> list[int]:
+    out = []
+    while pid > 1 and len(out) < 10:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            break
+        pid = int(stat.rsplit(")", 1)[1].split()[1])  # field 4, after the command name in parentheses
+        out.append(pid)
+    return out
+
+
 def _serve(workers: int, cpus: int) -> None:
     """The helper process: start the cluster, print its address, obey stdin."""
     import logging
@@ -108,6 +131,19 @@ def _serve(workers: int, cpus: int) -> None:
                 i = int(cmd[1])
                 cluster.remove_node(nodes[i], allow_graceful=False)
                 print(f"removed {i}", flush=True)
+            elif cmd[:1] == ["remove-host"]:
+                from ray._private import ray_constants
+
+                up = _ancestors(int(cmd[1]))
+                raylets = {i: n.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid
+                           for i, n in enumerate(nodes) if n is not None}
+                hit = [i for i, pid in raylets.items() if pid in up]
+                if hit:
+                    cluster.remove_node(nodes[hit[0]], allow_graceful=False)
+                    nodes[hit[0]] = None
+                    print(f"removed {hit[0]}", flush=True)
+                else:
+                    print(f"not-found {cmd[1]} (ancestors {up}, raylets {raylets})", flush=True)
             elif cmd[:1] == ["quit"]:
                 break
     finally:
