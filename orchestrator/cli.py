@@ -98,7 +98,7 @@ def _go(exp: Experiment, workdir: Optional[Path], address: Optional[str], progre
     from trainables.code_version import code_version
 
     try:
-        tune_storage = TuneStorage.resolve(storage, wd.ray_results, create=not dry_run)
+        tune_storage = TuneStorage.resolve(storage, wd.ray_results, create=False)  # made by run_sweep
     except StorageError as e:
         _fail(str(e))
     wd = dataclasses.replace(wd, storage=tune_storage.uri)
