@@ -27,7 +27,7 @@ from rich.console import Console
 from orchestrator.experiment import Experiment
 from orchestrator.protocols import TrialPlan
 from orchestrator.progress import SweepProgress
-from orchestrator.tune_restore import restorable
+from orchestrator.tune_restore import lost_checkpoints, restart_errored, restorable
 from orchestrator.tune_storage import TuneStorage, tune_name as sweep_tune_name
 from orchestrator.workdir import Workdir
 from trainables.code_version import code_version
@@ -209,6 +209,8 @@ def run_sweep(exp: Experiment, plans: list[TrialPlan], store_fingerprint: str, w
             console.print(f"Tune storage: {storage.path} (a local path: on a cluster of several machines it must "
                           f"be one every node mounts, or an s3:// / gs:// --storage)")
         restored = restorable(storage, tune_name, tune.with_resources(trainable, resources), n_trials, [progress])
+        if console is not None:
+            console.print(f"Tune experiment: {storage.experiment_uri(tune_name)}")
         if restored is not None:
             tuner = restored.tuner
             progress.already_done(restored.n_done)
@@ -232,6 +234,14 @@ def run_sweep(exp: Experiment, plans: list[TrialPlan], store_fingerprint: str, w
         progress.start()
         try:
             grid = tuner.fit()
+            if restored is not None and lost_checkpoints(grid):
+                # the dead driver's last snapshot named a checkpoint Tune had already replaced (it deletes
+                # the old one before the snapshot is written): those trials start again from epoch 1, into
+                # their own runs (a FINISHED one is reused), instead of failing
+                if console is not None:
+                    console.print(f"{lost_checkpoints(grid)} trial(s) lost their checkpoint with the dead driver: "
+                                  f"started again from epoch 1 (their MLflow runs are continued or reused)")
+                grid = restart_errored(storage, tune_name, tune.with_resources(trainable, resources), [progress]).fit()
         finally:
             progress.stop()
         errors = [f"{r.config['plan']['name']}: {str(r.error).strip().splitlines()[-1]}"

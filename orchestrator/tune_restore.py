@@ -64,3 +64,25 @@ def restorable(storage: TuneStorage, name: str, trainable, n_trials: int, callba
     if inner is not None:
         inner.get_run_config().callbacks = list(callbacks)
     return Restored(tuner, storage.experiment_uri(name), known, done)
+
+
+# Ray Tune's error for a restored trial whose checkpoint is gone (ray/tune/trainable/trainable.py)
+_GONE = "does not exist on storage anymore"
+
+
+def lost_checkpoints(grid) -> int:
+    """Trials of a restored run that failed because the checkpoint the dead driver's
+    snapshot named was gone: with one checkpoint kept, Tune deletes the previous one when a
+    new one arrives, before its next snapshot; a driver killed in between leaves a snapshot
+    naming the deleted one."""
+    return sum(1 for r in grid if r.error is not None and _GONE in str(r.error))
+
+
+def restart_errored(storage: TuneStorage, name: str, trainable, callbacks: list) -> tune.Tuner:
+    """The experiment restored again, its errored trials restarted without a checkpoint."""
+    tuner = tune.Tuner.restore(storage.experiment_path(name), trainable, restart_errored=True,
+                               storage_filesystem=storage.filesystem)
+    inner = getattr(tuner, "_local_tuner", None)
+    if inner is not None:
+        inner.get_run_config().callbacks = list(callbacks)
+    return tuner
