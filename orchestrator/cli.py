@@ -34,6 +34,8 @@ GPUS = typer.Option(0.0, help="GPUs per trial; a fraction packs trials onto one 
 ALLOW_CPU = typer.Option(False, "--allow-cpu-for-gpu-trials", help="A trial given a GPU trains on the CPU when "
                          "torch has no CUDA (default: it refuses to start). For logical GPUs in tests.")
 ADDRESS = typer.Option(None, help="Ray cluster address ('auto' or host:port); default: local Ray.")
+STORAGE = typer.Option(None, help="Where Ray Tune keeps results and checkpoints: a path (on a cluster: shared by "
+                       "every node, e.g. NFS), file://, s3:// or gs:// URI. Default: WORKDIR/ray_results.")
 WORKDIR = typer.Option(None, help=f"Where everything is written (default ${ENV_VAR} or ./orch-work).")
 TRACKING_URI = typer.Option(None, "--tracking-uri", help="Where every trial's MLflow run goes, e.g. "
                             "http://HEAD:5000 (an `orch server`; artifacts then go through it); default: "
@@ -91,7 +93,8 @@ def _experiment(name: str, protocol: Protocol, store: Optional[str], seeds: int,
 
 
 def _go(exp: Experiment, workdir: Optional[Path], address: Optional[str], progress: bool, dry_run: bool,
-        save_yaml: Optional[Path], reuse_across_versions: bool = False, tracking_uri: Optional[str] = None) -> None:
+        save_yaml: Optional[Path], reuse_across_versions: bool = False, tracking_uri: Optional[str] = None,
+        storage: Optional[str] = None) -> None:
     if save_yaml is not None:
         save_yaml.write_text(exp.to_yaml())
         console.print(f"experiment written to {save_yaml}; run it with: orch run {save_yaml}")
@@ -99,13 +102,26 @@ def _go(exp: Experiment, workdir: Optional[Path], address: Optional[str], progre
     tracking_uri = _tracking_uri(tracking_uri)
     wd = Workdir.resolve(workdir, tracking_uri) if not dry_run else _dry_workdir(workdir, tracking_uri)
     console.print(f"workdir: [bold]{wd.root}[/]")
+    from orchestrator import resume_index
+    from orchestrator.tune_storage import StorageError, TuneStorage
+    from trainables.code_version import code_version
+
+    try:
+        tune_storage = TuneStorage.resolve(storage, wd.ray_results, create=False)  # made by run_sweep
+    except StorageError as e:
+        _fail(str(e))
+    wd = dataclasses.replace(wd, storage=tune_storage.uri)
     if not dry_run:
         _check_server(wd.tracking_uri)
+        # what `orch resume NAME` runs again
+        resume_index.record(wd, exp, address, tune_storage.uri, reuse_across_versions, code_version()["digest"])
     try:
         code = ex.execute(exp, wd, console, address=address, show_progress=progress, dry_run=dry_run,
                           reuse_across_versions=reuse_across_versions)
     except ex.CommandError as e:
         _fail(str(e))
+    if not dry_run:
+        resume_index.mark_finished(wd, exp.name)
     if code:
         raise typer.Exit(code)
 
@@ -152,6 +168,7 @@ def ablation(
     gpus_per_trial: float = GPUS,
     allow_cpu_for_gpu_trials: bool = ALLOW_CPU,
     address: Optional[str] = ADDRESS,
+    storage: Optional[str] = STORAGE,
     workdir: Optional[Path] = WORKDIR,
     progress: bool = PROGRESS,
     dry_run: bool = DRY_RUN,
@@ -166,7 +183,7 @@ def ablation(
     """
     exp = _experiment(experiment, Protocol("ablation"), store, seeds, lengths, epochs, token, "store",
                       cpus_per_trial, gpus_per_trial, allow_cpu=allow_cpu_for_gpu_trials, benchmark=benchmark, positions=positions)
-    _go(exp, workdir, address, progress, dry_run, save_yaml, reuse_across_versions, tracking_uri)
+    _go(exp, workdir, address, progress, dry_run, save_yaml, reuse_across_versions, tracking_uri, storage)
 
 
 @app.command()
@@ -188,6 +205,7 @@ def loso(
     gpus_per_trial: float = GPUS,
     allow_cpu_for_gpu_trials: bool = ALLOW_CPU,
     address: Optional[str] = ADDRESS,
+    storage: Optional[str] = STORAGE,
     workdir: Optional[Path] = WORKDIR,
     progress: bool = PROGRESS,
     dry_run: bool = DRY_RUN,
@@ -209,7 +227,7 @@ def loso(
         _fail(str(e))
     exp = _experiment(experiment, proto, store, seeds, lengths, epochs, token, _label_map(classes),
                       cpus_per_trial, gpus_per_trial, allow_cpu=allow_cpu_for_gpu_trials, benchmark=benchmark, positions=positions)
-    _go(exp, workdir, address, progress, dry_run, save_yaml, reuse_across_versions, tracking_uri)
+    _go(exp, workdir, address, progress, dry_run, save_yaml, reuse_across_versions, tracking_uri, storage)
 
 
 @app.command()
@@ -231,6 +249,7 @@ def split(
     gpus_per_trial: float = GPUS,
     allow_cpu_for_gpu_trials: bool = ALLOW_CPU,
     address: Optional[str] = ADDRESS,
+    storage: Optional[str] = STORAGE,
     workdir: Optional[Path] = WORKDIR,
     progress: bool = PROGRESS,
     dry_run: bool = DRY_RUN,
@@ -251,7 +270,7 @@ def split(
         _fail(str(e))
     exp = _experiment(experiment, proto, store, seeds, lengths, epochs, token, "store",
                       cpus_per_trial, gpus_per_trial, allow_cpu=allow_cpu_for_gpu_trials, save_model=save_model, benchmark=benchmark, positions=positions)
-    _go(exp, workdir, address, progress, dry_run, save_yaml, reuse_across_versions, tracking_uri)
+    _go(exp, workdir, address, progress, dry_run, save_yaml, reuse_across_versions, tracking_uri, storage)
 
 
 @app.command()
@@ -276,6 +295,7 @@ def search(
     gpus_per_trial: float = GPUS,
     allow_cpu_for_gpu_trials: bool = ALLOW_CPU,
     address: Optional[str] = ADDRESS,
+    storage: Optional[str] = STORAGE,
     workdir: Optional[Path] = WORKDIR,
     progress: bool = PROGRESS,
     dry_run: bool = DRY_RUN,
@@ -300,13 +320,14 @@ def search(
         exp = dataclasses.replace(exp, search=SearchSpec(read_yaml(space), samples, grace_period))
     except ValueError as e:
         _fail(f"{space}: {e}" if str(space) not in str(e) else str(e))
-    _go(exp, workdir, address, progress, dry_run, save_yaml, reuse_across_versions, tracking_uri)
+    _go(exp, workdir, address, progress, dry_run, save_yaml, reuse_across_versions, tracking_uri, storage)
 
 
 @app.command()
 def run(
     experiment_yaml: Path = typer.Argument(..., help="An experiment file (write one with --save-yaml on any command)."),
     address: Optional[str] = ADDRESS,
+    storage: Optional[str] = STORAGE,
     workdir: Optional[Path] = WORKDIR,
     progress: bool = PROGRESS,
     dry_run: bool = DRY_RUN,
@@ -319,7 +340,36 @@ def run(
         exp = Experiment.from_yaml(experiment_yaml)
     except ValueError as e:
         _fail(str(e))
-    _go(exp, workdir, address, progress, dry_run, None, reuse_across_versions, tracking_uri)
+    _go(exp, workdir, address, progress, dry_run, None, reuse_across_versions, tracking_uri, storage)
+
+
+@app.command()
+def resume(
+    name: str = typer.Argument(..., help="The experiment name (--experiment, or `name:` of the YAML) of the command "
+                               "whose driver died."),
+    address: Optional[str] = typer.Option(None, help="Ray cluster address (default: $RAY_ADDRESS, else the one the "
+                                          "command used)."),
+    tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "
+                                               "the one the command used)."),
+    storage: Optional[str] = typer.Option(None, help="Ray Tune storage (default: the one the command used)."),
+    workdir: Optional[Path] = WORKDIR,
+    progress: bool = PROGRESS,
+):
+    """Run an interrupted command again (its driver crashed or was killed): its Tune
+    experiments are restored, interrupted trials continue from their last checkpoint and
+    their MLflow runs, finished trials are not run again; then its reports."""
+    from orchestrator.resume import resume as run_resume
+
+    tracking_uri = _tracking_uri(tracking_uri)
+    wd = Workdir.resolve(workdir)
+    console.print(f"workdir: [bold]{wd.root}[/]")
+    try:
+        code = run_resume(name, wd, console, address=address, tracking_uri=tracking_uri, storage=storage,
+                          show_progress=progress)
+    except ex.CommandError as e:
+        _fail(str(e))
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()

@@ -27,6 +27,8 @@ from orchestrator.protocols import ProtocolError, TrialPlan, plan, search_plans
 from orchestrator.search_space import is_random
 from orchestrator.runner import ResourceError, Search, SweepOutcome, grid_size, init_ray, run_sweep
 from orchestrator.store_uri import open_remote
+from orchestrator.tune_restore import RestoreError
+from orchestrator.tune_storage import StorageError
 from orchestrator.workdir import Workdir
 from storage.location import is_remote, local_path
 from storage.sampling import parse_length
@@ -193,7 +195,7 @@ def sweep(exp: Experiment, plans: list[TrialPlan], fs: FrameStore, wd: Workdir, 
     try:
         return run_sweep(exp, plans, fs.fingerprint, wd, address=address, console=console,
                          show_progress=show_progress, search=search, reuse_across_versions=reuse_across_versions)
-    except ResourceError as e:
+    except (ResourceError, StorageError, RestoreError) as e:
         raise CommandError(str(e)) from None
 
 

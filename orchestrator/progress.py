@@ -40,6 +40,11 @@ class SweepProgress(Callback):
         self.__dict__.update(state)
         self._progress = None
 
+    def already_done(self, n: int) -> None:
+        """``n`` trials finished before this driver started (a restored Tune experiment)."""
+        self.done += n
+        self._update(advance=n * self.epochs)
+
     def start(self) -> None:
         self._progress.start()
 

@@ -8,6 +8,7 @@ trial's torch uses the trial's CPU share.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -26,6 +27,8 @@ from rich.console import Console
 from orchestrator.experiment import Experiment
 from orchestrator.protocols import TrialPlan
 from orchestrator.progress import SweepProgress
+from orchestrator.tune_restore import lost_checkpoints, restart_errored, restorable
+from orchestrator.tune_storage import TuneStorage, tune_name as sweep_tune_name
 from orchestrator.workdir import Workdir
 from trainables.code_version import code_version
 from trainables.fit import LeakageError
@@ -49,6 +52,7 @@ class SweepOutcome:
     n_reused: int = 0  # trials that reused a FINISHED run instead of training
     n_reused_other_code: int = 0  # ... of which the run was made by other code (reuse_across_versions)
     code: dict | None = None  # the code version every trial ran with (trainables.code_version)
+    restored: bool = False  # an interrupted Tune experiment of this sweep was restored (a driver crash)
 
     @property
     def n_trained(self) -> int:
@@ -193,28 +197,53 @@ def run_sweep(exp: Experiment, plans: list[TrialPlan], store_fingerprint: str, w
         "allow_cpu_for_gpu_trials": exp.resources.allow_cpu_for_gpu_trials,
     }
     resources = {"cpu": exp.resources.cpus_per_trial, "gpu": exp.resources.gpus_per_trial}
-    tune_name = f"{exp.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    storage = TuneStorage.resolve(workdir.storage, workdir.ray_results)
+    # stable per sweep (see tune_storage): a crashed driver's sweep is found and restored
+    search_knobs = {k: v for k, v in dataclasses.asdict(search).items() if k != "space"} if search else None
+    tune_name = sweep_tune_name(exp.name, {**param_space, "search": search_knobs})
     progress = SweepProgress(n_trials, exp.trial.train.epochs, console=console, enabled=show_progress)
     started = init_ray(address, workdir)
     t0 = time.time()
+    restored = None
     try:
         check_resources(resources, local=not address)
-        tuner = tune.Tuner(
-            tune.with_resources(trainable, resources),
-            param_space=param_space,
-            tune_config=tune.TuneConfig(**tune_kwargs),
-            run_config=tune.RunConfig(
-                name=tune_name,
-                storage_path=str(workdir.ray_results),
-                failure_config=tune.FailureConfig(max_failures=exp.max_failures),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                callbacks=[progress],
-                verbose=0,
-            ),
-        )
+        if address and storage.is_local and console is not None:
+            console.print(f"Tune storage: {storage.path} (a local path: on a cluster of several machines it must "
+                          f"be one every node mounts, or an s3:// / gs:// --storage)")
+        restored = restorable(storage, tune_name, tune.with_resources(trainable, resources), n_trials, [progress])
+        if console is not None:
+            console.print(f"Tune experiment: {storage.experiment_uri(tune_name)}")
+        if restored is not None:
+            tuner = restored.tuner
+            progress.already_done(restored.n_done)
+            if console is not None:
+                console.print(f"restoring the interrupted Tune experiment {restored.uri}: {restored.n_done} of "
+                              f"{n_trials} trials had finished; the others continue from their last checkpoint")
+        else:
+            tuner = tune.Tuner(
+                tune.with_resources(trainable, resources),
+                param_space=param_space,
+                tune_config=tune.TuneConfig(**tune_kwargs),
+                run_config=tune.RunConfig(
+                    name=tune_name,
+                    **storage.run_config(),
+                    failure_config=tune.FailureConfig(max_failures=exp.max_failures),
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                    callbacks=[progress],
+                    verbose=0,
+                ),
+            )
         progress.start()
         try:
             grid = tuner.fit()
+            if restored is not None and lost_checkpoints(grid):
+                # the dead driver's last snapshot named a checkpoint Tune had already replaced (it deletes
+                # the old one before the snapshot is written): those trials start again from epoch 1, into
+                # their own runs (a FINISHED one is reused), instead of failing
+                if console is not None:
+                    console.print(f"{lost_checkpoints(grid)} trial(s) lost their checkpoint with the dead driver: "
+                                  f"started again from epoch 1 (their MLflow runs are continued or reused)")
+                grid = restart_errored(storage, tune_name, tune.with_resources(trainable, resources), [progress]).fit()
         finally:
             progress.stop()
         errors = [f"{r.config['plan']['name']}: {str(r.error).strip().splitlines()[-1]}"
@@ -231,9 +260,9 @@ def run_sweep(exp: Experiment, plans: list[TrialPlan], store_fingerprint: str, w
         if started:
             ray.shutdown()
     return SweepOutcome(experiment_id, sweep_key, n_trials, len(errors),
-                        str(workdir.ray_results / tune_name), time.time() - t0, errors, best,
+                        storage.experiment_uri(tune_name), time.time() - t0, errors, best,
                         n_reused=len(reused), n_reused_other_code=sum(bool(m.get("reused_other_code")) for m in reused),
-                        code=code)
+                        code=code, restored=restored is not None)
 
 
 def grid_size(space: dict) -> int:

@@ -5,7 +5,7 @@
     mlflow.db        the MLflow tracking store (SQLite), unless --tracking-uri or
                      MLFLOW_TRACKING_URI names another (e.g. an ``orch server``)
     mlartifacts/     MLflow artifacts
-    ray_results/     Ray Tune experiments (trial checkpoints, results)
+    ray_results/     Ray Tune experiments (trial checkpoints, results), unless --storage says elsewhere
     stores/          built-in benchmark stores, cached by their parameters
     reports/NAME/    tables and plots of experiment NAME
 """
@@ -24,6 +24,7 @@ DEFAULT = "orch-work"
 class Workdir:
     root: Path
     tracking: str | None = None  # --tracking-uri: wins over MLFLOW_TRACKING_URI and the workdir's SQLite
+    storage: str = ""  # --storage: Ray Tune's results and checkpoints (orchestrator.tune_storage); "" = ray_results/
 
     @classmethod
     def resolve(cls, path: str | os.PathLike | None = None, tracking_uri: str | None = None) -> "Workdir":
