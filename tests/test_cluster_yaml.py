@@ -83,5 +83,8 @@ def test_safe_defaults(name):
     assert "~/.ray/auth_token" in config["cluster_synced_files"]
     # the tracking server is started on the head, after Ray
     assert "scripts/tracking-server restart" in config["head_start_ray_commands"][-1]
+    # login shells on the nodes (ray exec, ray down) get the venv's ray and token auth
+    assert any("export RAY_AUTH_MODE=token PATH=\"$HOME/orch/.venv/bin:$PATH\"" in c and "~/.bashrc" in c
+               for c in config["setup_commands"])
     assert config["idle_timeout_minutes"] > 0
     assert ".venv" in config["rsync_exclude"]
