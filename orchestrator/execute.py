@@ -26,7 +26,7 @@ from orchestrator.experiment import Experiment
 from orchestrator.protocols import ProtocolError, TrialPlan, plan, search_plans
 from orchestrator.search_space import is_random
 from orchestrator.runner import ResourceError, Search, SweepOutcome, grid_size, init_ray, run_sweep
-from orchestrator.store_uri import open_remote
+from orchestrator.store_uri import open_remote, publish_benchmark
 from orchestrator.tune_restore import RestoreError
 from orchestrator.tune_storage import StorageError
 from orchestrator.workdir import Workdir
@@ -65,13 +65,22 @@ def builtin_store(wd: Workdir, console: Console, name: str = "default") -> Path:
 
 def open_store(exp: Experiment, wd: Workdir, console: Console, dry_run: bool) -> tuple[Experiment, FrameStore | None]:
     """The experiment's store, opened and checked against its token and label map; the
-    experiment comes back with the store's absolute path in its trial config (and as its
-    ``store`` unless it is the built-in benchmark, which it keeps naming by ``benchmark``). ``None`` for a dry run whose
+    experiment comes back with the store's absolute path (or its URI) in its trial config (and as its
+    ``store`` unless it is the built-in benchmark, which it keeps naming by ``benchmark``). The
+    built-in benchmark, when Tune's storage is remote (``--storage s3://…``: a cluster whose
+    nodes share no disk), is published under ``STORAGE/stores/`` and its trials fetch it. ``None`` for a dry run whose
     built-in benchmark is not built yet (a dry run builds nothing)."""
     if not exp.store:
         if dry_run and not cached_store_path(benchmark_spec(exp.benchmark), wd.stores).exists():
             return exp, None
         path = builtin_store(wd, console, exp.benchmark)
+        if is_remote(wd.storage) and not dry_run:  # nodes that share no disk: they fetch a published copy
+            uri = publish_benchmark(path, wd.storage.split("?", 1)[0].rstrip("/") + "/stores", console)
+            fs = FrameStore(path)
+            exp = dataclasses.replace(exp, trial=dataclasses.replace(
+                exp.trial, data=dataclasses.replace(exp.trial.data, store=uri)))
+            model = fit_to_store(exp.trial.model, fs, [parse_length(n) for n in exp.lengths])
+            return dataclasses.replace(exp, trial=dataclasses.replace(exp.trial, model=model)), fs
     elif is_remote(exp.store):  # fetched into this machine's cache; the trials fetch it on their nodes
         try:
             fs = open_remote(exp.store, console)

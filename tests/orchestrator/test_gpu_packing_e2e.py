@@ -5,7 +5,6 @@ reason (unless ``--allow-cpu-for-gpu-trials``)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,25 +12,23 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from tests.support.cluster import ray_cluster
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def gpu_cluster():
-    """A head with nothing for trials and two worker nodes of 8 CPUs and 1 logical GPU each:
-    the CPUs would take 8 trials per node, the GPU only 4 at 0.25."""
-    from ray.cluster_utils import Cluster
-
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
-    nodes = [cluster.add_node(num_cpus=8, num_gpus=1) for _ in range(2)]
-    cluster.wait_for_nodes()
-    yield cluster, nodes
-    cluster.shutdown()
+    """A head with nothing for trials and two worker nodes of 8 CPUs and 1 logical GPU each
+    (token auth on): the CPUs would take 8 trials per node, the GPU only 4 at 0.25."""
+    with ray_cluster(workers=2, cpus_per_worker=8, gpus_per_worker=1) as cluster:
+        yield cluster
 
 
-def _orch(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+def _orch(cluster, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in cluster.env.items() if k != "MLFLOW_TRACKING_URI"}
     return subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=600, env={**os.environ, "COLUMNS": "200", **(env or {})})
+                          text=True, timeout=600, env={**env, "COLUMNS": "200"})
 
 
 def _max_overlap(intervals: list[tuple[int, int]]) -> int:
@@ -44,31 +41,31 @@ def _max_overlap(intervals: list[tuple[int, int]]) -> int:
 
 
 def test_quarter_gpus_pack_four_trials_per_gpu(gpu_cluster, tiny_store, tmp_path):
-    cluster, nodes = gpu_cluster
+    cluster = gpu_cluster
     wd = tmp_path / "work"
     common = ["--store", str(tiny_store), "--token", "pixel_diff", "--workdir", str(wd), "--address",
               cluster.address, "--gpus-per-trial", "0.25", "--no-progress"]
 
-    dry = _orch("ablation", "--seeds", "4", "--lengths", "4,all", *common, "--dry-run")
+    dry = _orch(cluster, "ablation", "--seeds", "4", "--lengths", "4,all", *common, "--dry-run")
     assert dry.returncode == 0, dry.stdout + dry.stderr
     said = " ".join(dry.stdout.split())
     assert said.count("8 CPU, 1 GPU -> 4 trials at once (4 per GPU)") == 2, said
     assert "in all 8 trials at once: 1 round of 8 trials" in said
 
     # CPU-only torch here: without the flag, a trial given a GPU refuses to start
-    r = _orch("ablation", "--seeds", "1", "--lengths", "4", "--epochs", "1", "--experiment", "refused", *common)
+    r = _orch(cluster, "ablation", "--seeds", "1", "--lengths", "4", "--epochs", "1", "--experiment", "refused", *common)
     out = " ".join((r.stdout + r.stderr).split())
     assert r.returncode == 1, out
     assert "DeviceError" in out and "given GPU 0 by Ray" in out and "has no CUDA" in out, out
 
-    r = _orch("ablation", "--seeds", "6", "--lengths", "4,all", "--epochs", "6", "--experiment", "packed", *common,
+    r = _orch(cluster, "ablation", "--seeds", "6", "--lengths", "4,all", "--epochs", "6", "--experiment", "packed", *common,
               "--allow-cpu-for-gpu-trials")
     assert r.returncode == 0, r.stdout + r.stderr
     client = MlflowClient(f"sqlite:///{wd / 'mlflow.db'}")
     exp = client.get_experiment_by_name("packed")
     runs = client.search_runs([exp.experiment_id], max_results=100)
     assert len(runs) == 12 and all(run.info.status == "FINISHED" for run in runs)
-    workers = {n.node_id for n in nodes}
+    workers = set(cluster.node_ids)
     by_node: dict[str, list] = {}
     for run in runs:
         tags = run.data.tags

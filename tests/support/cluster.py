@@ -36,6 +36,7 @@ class TestCluster:
     workers: int
     _proc: subprocess.Popen = field(repr=False)
     removed: list[int] = field(default_factory=list)
+    node_ids: list[str] = field(default_factory=list)  # the worker nodes' Ray node ids
 
     def remove_worker(self, i: int) -> None:
         """Worker node ``i`` disappears (its raylet and every worker process on it are killed)."""
@@ -73,9 +74,13 @@ def token_env(token: str | None = None) -> dict[str, str]:
 
 
 @contextmanager
-def ray_cluster(workers: int = 2, cpus_per_worker: int = 1) -> Iterator[TestCluster]:
-    env = token_env()
-    proc = subprocess.Popen([sys.executable, "-m", "tests.support.cluster", str(workers), str(cpus_per_worker)],
+def ray_cluster(workers: int = 2, cpus_per_worker: int = 1, gpus_per_worker: int = 0,
+                env: dict[str, str] | None = None) -> Iterator[TestCluster]:
+    """``gpus_per_worker``: logical GPUs (no device behind them); ``env``: more environment for
+    the nodes (their raylets and every worker process inherit it) and the drivers."""
+    env = {**token_env(), **(env or {})}
+    proc = subprocess.Popen([sys.executable, "-m", "tests.support.cluster", str(workers), str(cpus_per_worker),
+                             str(gpus_per_worker)],
                             cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
@@ -83,7 +88,7 @@ def ray_cluster(workers: int = 2, cpus_per_worker: int = 1) -> Iterator[TestClus
         if not line:
             raise RuntimeError(f"cluster helper did not start: {_tail(proc)}")
         info = json.loads(line)
-        yield TestCluster(info["address"], env, workers, proc)
+        yield TestCluster(info["address"], env, workers, proc, node_ids=info["nodes"])
     finally:
         if proc.poll() is None:
             try:
@@ -113,7 +118,7 @@ def _ancestors(pid: int) -> list[int]:
     return out
 
 
-def _serve(workers: int, cpus: int) -> None:
+def _serve(workers: int, cpus: int, gpus: int = 0) -> None:
     """The helper process: start the cluster, print its address, obey stdin."""
     import logging
 
@@ -121,9 +126,9 @@ def _serve(workers: int, cpus: int) -> None:
 
     logging.getLogger("ray").setLevel(logging.ERROR)
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
-    nodes = [cluster.add_node(num_cpus=cpus) for _ in range(workers)]
+    nodes = [cluster.add_node(num_cpus=cpus, num_gpus=gpus) for _ in range(workers)]
     cluster.wait_for_nodes()
-    print(json.dumps({"address": cluster.address}), flush=True)
+    print(json.dumps({"address": cluster.address, "nodes": [n.node_id for n in nodes]}), flush=True)
     try:
         for line in sys.stdin:
             cmd = line.split()
@@ -151,4 +156,4 @@ def _serve(workers: int, cpus: int) -> None:
 
 
 if __name__ == "__main__":
-    _serve(int(sys.argv[1]), int(sys.argv[2]))
+    _serve(*(int(a) for a in sys.argv[1:4]))

@@ -17,8 +17,8 @@ from mlflow import MlflowClient
 from orchestrator.experiment import Experiment
 from trainables.config import TrainConfig, TrialConfig
 
-EPOCHS = 6
-CHECKPOINT_EVERY = 2
+EPOCHS = 30  # an epoch of the tiny store takes ~0.1 s: a removed node or a killed driver meets a trial mid-training
+CHECKPOINT_EVERY = 3
 FINAL = ("test_uf1", "test_uar", "test_acc", "best_epoch", "best_val_uf1")
 _REFERENCE: dict[str, dict[str, dict[str, float]]] = {}
 
