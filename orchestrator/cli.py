@@ -111,17 +111,26 @@ def _go(exp: Experiment, workdir: Optional[Path], address: Optional[str], progre
     except StorageError as e:
         _fail(str(e))
     wd = dataclasses.replace(wd, storage=tune_storage.uri)
-    if not dry_run:
-        _check_server(wd.tracking_uri)
-        # what `orch resume NAME` runs again
-        resume_index.record(wd, exp, address, tune_storage.uri, reuse_across_versions, code_version()["digest"])
+    if dry_run:
+        try:
+            ex.execute(exp, wd, console, address=address, show_progress=progress, dry_run=True)
+        except ex.CommandError as e:
+            _fail(str(e))
+        return
+    _check_server(wd.tracking_uri)
     try:
-        code = ex.execute(exp, wd, console, address=address, show_progress=progress, dry_run=dry_run,
-                          reuse_across_versions=reuse_across_versions)
-    except ex.CommandError as e:
+        with resume_index.driver_lock(wd, exp.name):
+            interrupted = resume_index.replaces_unfinished(wd, exp)
+            if interrupted:
+                console.print(f"[yellow]note:[/] the last command of experiment {exp.name!r} did not finish "
+                              f"({interrupted}); `orch resume {exp.name}` will now run this command instead")
+            # what `orch resume NAME` runs again
+            resume_index.record(wd, exp, address, tune_storage.uri, reuse_across_versions, code_version()["digest"])
+            code = ex.execute(exp, wd, console, address=address, show_progress=progress,
+                              reuse_across_versions=reuse_across_versions)
+            resume_index.mark_finished(wd, exp.name)
+    except (ex.CommandError, resume_index.DriverBusy) as e:
         _fail(str(e))
-    if not dry_run:
-        resume_index.mark_finished(wd, exp.name)
     if code:
         raise typer.Exit(code)
 

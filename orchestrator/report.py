@@ -20,6 +20,7 @@ from mlflow import MlflowClient
 
 from trainables.mlflow_filter import mlflow_quote
 from trainables.tracking import SWEEP_KEY_TAG, pick_run
+from trainables.tracking_retry import Backoff
 
 
 @dataclass(frozen=True)
@@ -59,9 +60,9 @@ def finished_runs(uri: str, experiment_id: str, sweep_key: str, names: Iterable[
     the run each trial used (``tracking.pick_run``): this code's, or with ``across_versions``
     any code's; a run made by other code is otherwise not this sweep's result."""
     client = MlflowClient(uri)
-    runs = client.search_runs([experiment_id], filter_string=(
+    runs = Backoff().call(lambda: client.search_runs([experiment_id], filter_string=(
         f"tags.`{SWEEP_KEY_TAG}` = {mlflow_quote(sweep_key)} and attributes.status = 'FINISHED'"),
-        max_results=50_000, order_by=["attributes.start_time DESC"])
+        max_results=50_000, order_by=["attributes.start_time DESC"]), "reading the sweep's runs")
     names = None if names is None else set(names)
     grouped: dict[str, list] = {}
     for r in runs:

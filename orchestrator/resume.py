@@ -39,6 +39,15 @@ def resume(name: str, wd: Workdir, console: Console, address: str | None = None,
         entry = resume_index.load(wd, name)
     except resume_index.ResumeIndexError as e:
         raise ex.CommandError(str(e)) from None
+    try:
+        with resume_index.driver_lock(wd, name):
+            return _resume(entry, name, wd, console, address, tracking_uri, storage, show_progress)
+    except resume_index.DriverBusy as e:
+        raise ex.CommandError(str(e)) from None
+
+
+def _resume(entry, name: str, wd: Workdir, console: Console, address: str | None, tracking_uri: str | None,
+            storage: str | None, show_progress: bool) -> int:
     address = address or os.environ.get("RAY_ADDRESS") or entry.address
     tracking = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or entry.tracking_uri
     wd = dataclasses.replace(wd, tracking=tracking)  # the driver's, handed to every trial in its config

@@ -34,6 +34,7 @@ from trainables.code_version import code_version
 from trainables.fit import LeakageError
 from trainables.mlflow_filter import mlflow_quote
 from trainables.tracking import ERROR_TAG, SWEEP_KEY_TAG
+from trainables.tracking_retry import Backoff
 from trainables.trainable import train_trial
 
 log = logging.getLogger(__name__)
@@ -95,11 +96,14 @@ def end_stale_runs(uri: str, experiment_id: str, sweep_key: str) -> int:
     """Runs of this sweep still RUNNING after the sweep ended belong to trials that died
     without a word (a killed worker or node): mark them KILLED so none stays RUNNING."""
     client = MlflowClient(uri)
-    stale = client.search_runs([experiment_id], filter_string=(
-        f"tags.`{SWEEP_KEY_TAG}` = {mlflow_quote(sweep_key)} and attributes.status = 'RUNNING'"), max_results=10_000)
+    backoff = Backoff()  # a tracking server restarting as the sweep ends is waited out, like in the trials
+    stale = backoff.call(lambda: client.search_runs([experiment_id], filter_string=(
+        f"tags.`{SWEEP_KEY_TAG}` = {mlflow_quote(sweep_key)} and attributes.status = 'RUNNING'"), max_results=10_000),
+        "looking up the sweep's runs left RUNNING")
     for run in stale:
-        client.set_tag(run.info.run_id, ERROR_TAG, "trial ended without closing its run")
-        client.set_terminated(run.info.run_id, "KILLED")
+        backoff.call(lambda: client.set_tag(run.info.run_id, ERROR_TAG, "trial ended without closing its run"),
+                     "tagging a run left RUNNING")
+        backoff.call(lambda: client.set_terminated(run.info.run_id, "KILLED"), "closing a run left RUNNING")
     return len(stale)
 
 
@@ -241,8 +245,11 @@ def run_sweep(exp: Experiment, plans: list[TrialPlan], store_fingerprint: str, w
                 # the old one before the snapshot is written): those trials start again from epoch 1, into
                 # their own runs (a FINISHED one is reused), instead of failing
                 if console is not None:
-                    console.print(f"{lost_checkpoints(grid)} trial(s) lost their checkpoint with the dead driver: "
-                                  f"started again from epoch 1 (their MLflow runs are continued or reused)")
+                    n_lost, n_errored = lost_checkpoints(grid), sum(r.error is not None for r in grid)
+                    other = (f"; the {n_errored - n_lost} other failed trial(s) are retried with them"
+                             if n_errored > n_lost else "")
+                    console.print(f"{n_lost} trial(s) lost their checkpoint with the dead driver: started again "
+                                  f"from epoch 1 (their MLflow runs are continued or reused){other}")
                 grid = restart_errored(storage, tune_name, tune.with_resources(trainable, resources), [progress]).fit()
         finally:
             progress.stop()

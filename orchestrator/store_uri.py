@@ -56,9 +56,9 @@ def publish_benchmark(local: Path, base_uri: str, console: Console) -> str:
     under ``base_uri`` as ``BASE/<its directory name>`` — reused if that store is already
     there (same fingerprint) — so that trials on other nodes can fetch it. Returns the URI.
 
-    For a caller that knows the run's stores must be reachable from other nodes (e.g. a
-    remote ``--storage``): ``exp.with_store(publish_benchmark(...))`` keeps the experiment
-    naming the benchmark while its trials fetch the published copy."""
+    Called when the run's stores must be reachable from other nodes (a remote
+    ``--storage``; ``execute.open_store``), which puts the URI in the trial config only: the
+    experiment keeps naming the benchmark while its trials fetch the published copy."""
     from storage.location import read_manifest
     from storage.store import StoreError
 

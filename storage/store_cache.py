@@ -171,9 +171,12 @@ class StoreCache:
             return out
         for d in self.root.iterdir():
             if d.is_dir() and _ENTRY.match(d.name):
-                size = sum(f.stat().st_size for f in d.iterdir() if f.is_file())
-                use = self.root / f"{d.name}.use"
-                out.append((d.name, size, use.stat().st_mtime if use.exists() else d.stat().st_mtime))
+                try:  # another process may be evicting it right now (it renames, then removes)
+                    size = sum(f.stat().st_size for f in d.iterdir() if f.is_file())
+                    use = self.root / f"{d.name}.use"
+                    out.append((d.name, size, use.stat().st_mtime if use.exists() else d.stat().st_mtime))
+                except FileNotFoundError:
+                    continue
         return sorted(out, key=lambda e: e[2])
 
     def evict(self, keep: set[str] = frozenset(), log: Log | None = None) -> list[str]:

@@ -47,3 +47,7 @@ def casme3_store(tmp_path_factory):
     path = tmp_path_factory.mktemp("stores") / "casme3-like"
     write_store(CASME3_LIKE, path)
     return path
+
+
+# an S3 server on loopback (moto), once per session, for stores and Tune storage by URI
+from tests.support.s3 import s3_server  # noqa: E402,F401

@@ -108,7 +108,8 @@ class TrialRun:
         client = client or MlflowClient(cfg.uri)
         backoff = backoff or Backoff()
         open_id = uuid.uuid4().hex
-        while True:
+        creating = Backoff(backoff.patience, backoff._sleep, backoff._clock)  # its own clock: a search that
+        while True:  # succeeds between failing creates must not reset the creates' patience
             found = backoff.call(lambda: client.search_runs(
                 [cfg.experiment_id], filter_string=f"tags.`{TRIAL_KEY_TAG}` = {mlflow_quote(cfg.trial_key)}",
                 max_results=200, order_by=["attributes.start_time DESC"]), "looking up the trial's run")
@@ -127,7 +128,7 @@ class TrialRun:
             try:
                 client.create_run(cfg.experiment_id, run_name=cfg.run_name, tags=all_tags)
             except Exception as e:  # noqa: BLE001 - the search above tells whether it landed
-                backoff.wait(e, "creating the trial's run")
+                creating.wait(e, "creating the trial's run")
 
     @classmethod
     def _continue(cls, client: MlflowClient, run, params: dict[str, str], backoff: Backoff) -> "TrialRun":
@@ -217,6 +218,22 @@ class TrialRun:
 
     def final_metrics(self) -> dict[str, float]:
         return dict(self.backoff.call(lambda: self.client.get_run(self.run_id), "reading the run").data.metrics)
+
+    def stopped(self) -> None:
+        """End the run KILLED: the trial was stopped from outside (Ray, an early-stopping
+        scheduler, Ctrl-C). Its buffered epochs are delivered first; both briefly retried
+        (``FAIL_PATIENCE_S``): if the tracking store stays down, the driver's
+        ``end_stale_runs`` closes the run later, and the stop is what propagates."""
+        brief = Backoff(min(self.backoff.patience, FAIL_PATIENCE_S))
+        saved, self.backoff = self.backoff, brief
+        try:
+            self.flush(wait=True)  # the epochs it trained stay in its history (ASHA stops before any checkpoint)
+            brief.call(lambda: self.client.set_terminated(self.run_id, "KILLED"), "closing the stopped run")
+            self.status = "KILLED"
+        except Exception as e:  # noqa: BLE001
+            log.warning("could not close the stopped trial's run: %s", e)
+        finally:
+            self.backoff = saved
 
     def fail(self, reason: str) -> None:
         """End the run FAILED with ``reason`` — briefly retried: if the tracking store is

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from typing import Callable, TypeVar
 
@@ -74,6 +75,10 @@ def is_transient(exc: BaseException) -> bool:
         return True
     if isinstance(exc, MlflowException):
         msg = str(exc)
+        code = re.search(r"failed with error code (\d+)", msg)
+        if code:  # MLflow's wording for a response that was not JSON: a proxy's, or a refusal
+            status = int(code.group(1))
+            return status >= 500 or status == 429
         if msg.startswith("API request to") or "database is locked" in msg:
             return True  # MLflow's wording for a connection or timeout failure after its own retries
         if exc.error_code in TRANSIENT_CODES or (isinstance(exc, RestException) and exc.error_code == "INTERNAL_ERROR"):

@@ -140,7 +140,8 @@ def train_trial(config: dict) -> None:
         tags["orch.fold"] = plan["fold"]
     run = TrialRun.open(tracking, params, tags=tags)
     if not run.finished and run.logged_epochs:  # continued (retried, restored, moved): where it runs now
-        run.client.log_batch(run.run_id, tags=[RunTag(k, tags[k]) for k in RUNTIME_TAGS if k in tags])
+        run.backoff.call(lambda: run.client.log_batch(run.run_id, tags=[RunTag(k, tags[k]) for k in RUNTIME_TAGS
+                                                                        if k in tags]), "tagging where the run is now")
     run.unbuffered = config.get("params", {}).get("search") == "1"  # ASHA may stop it after any epoch
     if run.finished:  # same identity, same config (and code, unless asked otherwise): its metrics
         tune_report({**validation_only(run.final_metrics()), "epoch": trial.train.epochs, "reused": 1,
@@ -154,10 +155,7 @@ def train_trial(config: dict) -> None:
         run.fail(traceback.format_exc())
         raise
     except BaseException:  # stopped from outside (Ray stop, an early-stopping scheduler, Ctrl-C)
-        try:
-            run.flush()  # the epochs it trained stay in its history (ASHA stops before any checkpoint)
-        finally:
-            run.client.set_terminated(run.run_id, "KILLED")
+        run.stopped()
         raise
 
 

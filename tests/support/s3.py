@@ -4,8 +4,7 @@ pyarrow (and every process started after it: Ray's workers, ``scripts/orch``) re
 with: ``AWS_ENDPOINT_URL`` and dummy credentials. Tests skip, with the reason, when moto is
 not installed (``pip install -e '.[test]'`` installs it).
 
-Use it from a test package with ``from tests.support.s3 import s3_server  # noqa: F401`` in
-its ``conftest.py``."""
+``tests/conftest.py`` makes it a fixture of every test."""
 
 from __future__ import annotations
 

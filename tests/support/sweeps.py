@@ -1,5 +1,6 @@
 """A small sweep run by a separate driver process (``python -m orchestrator.cli``) on a
-test cluster, and what the tests read back: MLflow runs (SQLite in the workdir) and Ray
+test cluster, and what the tests read back: MLflow runs (SQLite in the workdir, or an
+``orch server``) and Ray
 Tune's experiment directory. The uninterrupted reference sweep is computed once per test
 session and shared (same config, seed and code give the same metrics whatever the
 experiment's name)."""
@@ -23,7 +24,7 @@ FINAL = ("test_uf1", "test_uar", "test_acc", "best_epoch", "best_val_uf1")
 _REFERENCE: dict[str, dict[str, dict[str, float]]] = {}
 
 
-def experiment_file(folder: Path, name: str, store: Path) -> Path:
+def experiment_file(folder: Path, name: str, store: Path | str) -> Path:
     """2 seeds x lengths 4, all = 4 trials of EPOCHS epochs, a checkpoint every CHECKPOINT_EVERY."""
     exp = Experiment(name=name, seeds=(0, 1), lengths=("4", "all"), checkpoint_every=CHECKPOINT_EVERY,
                      trial=TrialConfig(train=TrainConfig(epochs=EPOCHS))).with_store(str(store))
@@ -50,18 +51,19 @@ def start_orch(env: dict, out: Path, *args: str) -> subprocess.Popen:
     return subprocess.Popen(orch(*args), env=driver_env(env), stdout=open(out, "w"), stderr=subprocess.STDOUT)
 
 
-def client(workdir: Path) -> MlflowClient:
-    return MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+def client(where: Path | str) -> MlflowClient:
+    """The runs' tracking store: a workdir's SQLite (a path) or a tracking URI (``orch server``)."""
+    return MlflowClient(where if isinstance(where, str) else f"sqlite:///{where / 'mlflow.db'}")
 
 
-def runs(workdir: Path, experiment: str) -> list:
-    c = client(workdir)
+def runs(where: Path | str, experiment: str) -> list:
+    c = client(where)
     exp = c.get_experiment_by_name(experiment)
     return [] if exp is None else c.search_runs([exp.experiment_id], max_results=1000)
 
 
-def steps(workdir: Path, run) -> list[int]:
-    return sorted(m.step for m in client(workdir).get_metric_history(run.info.run_id, "val_uf1"))
+def steps(where: Path | str, run) -> list[int]:
+    return sorted(m.step for m in client(where).get_metric_history(run.info.run_id, "val_uf1"))
 
 
 def tune_dir(storage: Path, experiment: str) -> Path | None:
@@ -75,8 +77,8 @@ def results(trial_dir: Path) -> list[dict]:
     return [json.loads(line) for line in f.read_text().splitlines() if line.strip()] if f.exists() else []
 
 
-def final_metrics(workdir: Path, experiment: str) -> dict[str, dict[str, float]]:
-    return {r.info.run_name: {k: r.data.metrics[k] for k in FINAL} for r in runs(workdir, experiment)}
+def final_metrics(where: Path | str, experiment: str) -> dict[str, dict[str, float]]:
+    return {r.info.run_name: {k: r.data.metrics[k] for k in FINAL} for r in runs(where, experiment)}
 
 
 def reference(env: dict, address: str, store: Path, folder: Path) -> dict[str, dict[str, float]]:

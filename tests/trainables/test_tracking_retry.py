@@ -65,6 +65,11 @@ def test_a_refused_request_is_not_retried():
     (MlflowException("a bug on this side"), False),  # uncoded: INTERNAL_ERROR, but no server said so
     (requests.exceptions.ConnectionError("refused"), True),
     (ConnectionRefusedError(), True),
+    # a response that was not JSON (a proxy's page, MLflow's Host-header refusal): by its status
+    (MlflowException("API request to endpoint /api/2.0/mlflow/runs/create failed with error code 403 != 200. "
+                     "Response body: 'Invalid Host header'"), False),
+    (MlflowException("API request to endpoint /api/2.0/mlflow/runs/create failed with error code 404 != 200"), False),
+    (MlflowException("API request to endpoint /api/2.0/mlflow/runs/create failed with error code 502 != 200"), True),
 ])
 def test_what_counts_as_an_outage(exc, transient):
     assert is_transient(exc) is transient
@@ -208,3 +213,44 @@ def test_metrics_a_checkpoint_kept_are_delivered_by_the_resumed_trial(tracking):
     again.log_epoch(4, {"val_uf1": 0.4})
     again.finish({"test_uf1": 0.5}, {})
     assert _steps(tracking.uri, run.run_id) == [1, 2, 3, 4]
+
+
+def test_creates_that_keep_failing_give_up_although_the_searches_answer(tracking):
+    """A store that answers searches but fails every create (a broken database behind a live
+    server) must not keep a trial waiting for ever: the creates have their own patience."""
+    clock = FakeClock()
+    real = MlflowClient(tracking.uri)
+
+    class CreatesFail(Flaky):
+        def create_run(self, *a, **kw):
+            raise RestException({"error_code": "INTERNAL_ERROR", "message": "database is broken"})
+
+    cfg = tracking.__class__(**{**tracking.__dict__, "trial_key": "k3", "run_name": "three"})
+    with pytest.raises(TrackingUnavailable, match="creating the trial's run: the tracking store did not answer"):
+        TrialRun.open(cfg, {"seed": "0"}, client=CreatesFail(real),
+                      backoff=Backoff(patience=60, sleep=clock.sleep, clock=clock))
+    assert 60 - 2 * MAX_WAIT_S < clock.now <= 60
+
+
+def test_a_trial_stopped_from_outside_during_an_outage_delivers_its_epochs_then_ends_killed(tracking):
+    cfg = tracking.__class__(**{**tracking.__dict__, "trial_key": "k4", "run_name": "four"})
+    run = TrialRun.open(cfg, {"seed": "0"})
+
+    class BackAfterTwo(Flaky):  # down for the first two requests (about 1.5 s of backoff), then back
+        n = 0
+
+        def __getattr__(self, name):
+            call = super().__getattr__(name)
+
+            def counted(*a, **kw):
+                BackAfterTwo.n += 1
+                self.down = BackAfterTwo.n <= 2
+                return call(*a, **kw)
+            return counted
+
+    run.client = BackAfterTwo(run.client)
+    run.log_epoch(1, {"val_uf1": 0.1})
+    run.log_epoch(2, {"val_uf1": 0.2})  # buffered
+    run.stopped()
+    r = MlflowClient(cfg.uri).get_run(run.run_id)
+    assert r.info.status == "KILLED" and _steps(cfg.uri, run.run_id) == [1, 2]
