@@ -53,7 +53,6 @@ class SweepOutcome:
     n_reused: int = 0  # trials that reused a FINISHED run instead of training
     n_reused_other_code: int = 0  # ... of which the run was made by other code (reuse_across_versions)
     code: dict | None = None  # the code version every trial ran with (trainables.code_version)
-    restored: bool = False  # an interrupted Tune experiment of this sweep was restored (a driver crash)
 
     @property
     def n_trained(self) -> int:
@@ -269,7 +268,7 @@ def run_sweep(exp: Experiment, plans: list[TrialPlan], store_fingerprint: str, w
     return SweepOutcome(experiment_id, sweep_key, n_trials, len(errors),
                         storage.experiment_uri(tune_name), time.time() - t0, errors, best,
                         n_reused=len(reused), n_reused_other_code=sum(bool(m.get("reused_other_code")) for m in reused),
-                        code=code, restored=restored is not None)
+                        code=code)
 
 
 def grid_size(space: dict) -> int:

@@ -31,8 +31,7 @@ class RestoreError(Exception):
 class Restored:
     tuner: tune.Tuner
     uri: str  # where the experiment is, for messages
-    n_known: int  # trials the dead driver had created
-    n_done: int  # ... of which terminated without error (not run again)
+    n_done: int  # trials the dead driver had seen terminate without error (not run again)
 
 
 def restorable(storage: TuneStorage, name: str, trainable, n_trials: int, callbacks: list) -> Restored | None:
@@ -63,7 +62,7 @@ def restorable(storage: TuneStorage, name: str, trainable, n_trials: int, callba
     inner = getattr(tuner, "_local_tuner", None)  # None only through a Ray client (ray://), which orch does not use
     if inner is not None:
         inner.get_run_config().callbacks = list(callbacks)
-    return Restored(tuner, storage.experiment_uri(name), known, done)
+    return Restored(tuner, storage.experiment_uri(name), done)
 
 
 # Ray Tune's error for a restored trial whose checkpoint is gone (ray/tune/trainable/trainable.py)

@@ -24,7 +24,7 @@ from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
-REMOTE_SCHEMES = ("s3", "gs", "gcs")
+from storage.location import REMOTE_SCHEMES
 
 
 class StorageError(ValueError):

@@ -43,7 +43,7 @@ from urllib.parse import unquote, urlparse
 
 import pyarrow.fs as pafs
 
-from storage.store import CLIPS_FILE, FEATURES_FILE, FRAMES_FILE, MARKER, STORE_FILES, FrameStore, StoreError
+from storage.store import CLIPS_FILE, FEATURES_FILE, FRAMES_FILE, MARKER, STORE_FILES, FrameStore, StoreError, foreign_files
 
 MARKER_FORMAT = "orch-store"
 REMOTE_SCHEMES = ("s3", "gs", "gcs")
@@ -221,9 +221,8 @@ def check_destination(uri: str, overwrite: bool) -> tuple[pafs.FileSystem, str, 
     present = _listing(fs, base)
     if present and not overwrite:
         raise StoreError(f"{uri}: already holds {len(present)} objects (pass --overwrite to replace a store there)")
-    foreign = sorted(set(present) - set(STORE_FILES) - {MARKER})
-    if foreign:
-        shown = ", ".join(foreign[:5]) + (f", ... ({len(foreign) - 5} more)" if len(foreign) > 5 else "")
+    shown = foreign_files(present)
+    if shown:
         raise StoreError(f"{uri}: not an orch store, so --overwrite will not replace it: it holds {shown}")
     return fs, base, present
 

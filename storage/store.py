@@ -301,6 +301,14 @@ class StoreWriter:
         shutil.rmtree(self._tmp, ignore_errors=True)
 
 
+def foreign_files(names) -> str | None:
+    """The names among ``names`` that are no store's file, shown (at most five), or None."""
+    foreign = sorted(set(names) - set(STORE_FILES) - {MARKER})
+    if not foreign:
+        return None
+    return ", ".join(foreign[:5]) + (f", ... ({len(foreign) - 5} more)" if len(foreign) > 5 else "")
+
+
 def check_replaceable(path: Path) -> None:
     """StoreError unless ``path`` is absent, an empty directory or an orch store — a directory
     that holds nothing but a store's files. ``overwrite`` replaces such a directory only,
@@ -310,9 +318,8 @@ def check_replaceable(path: Path) -> None:
     if path.is_symlink() or not path.is_dir():
         raise StoreError(f"{path}: not a directory, so not an orch store; overwrite replaces only a store")
     names = {p.name for p in path.iterdir()}
-    foreign = sorted(names - set(STORE_FILES) - {MARKER})
-    if foreign:
-        shown = ", ".join(foreign[:5]) + (f", ... ({len(foreign) - 5} more)" if len(foreign) > 5 else "")
+    shown = foreign_files(names)
+    if shown:
         raise StoreError(f"{path}: not an orch store, so overwrite will not replace it: it holds {shown}")
     if names and not {CLIPS_FILE, FRAMES_FILE} <= names:
         raise StoreError(f"{path}: not an orch store (it holds {', '.join(sorted(names))} but not both "

@@ -97,11 +97,6 @@ class Backoff:
         self._sleep, self._clock = sleep, clock
         self._since: float | None = None  # when the current outage was first seen
         self._delay = FIRST_WAIT_S
-        self.retries = 0  # over this object's life
-
-    @property
-    def failing(self) -> bool:
-        return self._since is not None
 
     def ok(self) -> None:
         if self._since is not None:
@@ -123,7 +118,6 @@ class Backoff:
         log.warning("%s: tracking store unreachable (%s); retrying in %.1f s", what,
                     str(exc).splitlines()[0][:200], self._delay)
         self._sleep(self._delay)
-        self.retries += 1
         self._delay = min(self._delay * 2, MAX_WAIT_S)
 
     def call(self, fn: Callable[[], T], what: str) -> T:
