@@ -1,7 +1,8 @@
 """An experiment from start to report: its store (the built-in benchmark when it names
-none), its trials (``protocols.plan``), the Tune run (``runner.run_sweep``), and the
-protocol's tables — or, for a dry run, the trial list and the resource plan and nothing
-else. What every ``orch`` command that trains goes through."""
+none), its trials (its protocol's ``plan``: ``orchestrator.protocols``), the Tune run
+(``runner.run_sweep``), and the protocol's ``report`` of the runs, written to the workdir and
+logged on the sweep's parent run — or, for a dry run, the trial list and the resource plan
+and nothing else. What every ``orch`` command that trains goes through."""
 
 from __future__ import annotations
 
@@ -19,11 +20,12 @@ from rich.columns import Columns
 from rich.console import Console
 from rich.markdown import Markdown
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
-from orchestrator import loso_report, packing, report, split_report
+from orchestrator import packing, protocols, reports
 from orchestrator.experiment import Experiment
-from orchestrator.protocols import ProtocolError, TrialPlan, plan, search_plans
+from orchestrator.protocols import ProtocolError, TrialPlan
+from orchestrator.reports.context import PlannedTrial, ReportContext
+from orchestrator.reports.runs import ConfusionReader, TrialResult, classes_of, sweep_results
 from orchestrator.search_space import is_random
 from orchestrator.runner import ResourceError, Search, SweepOutcome, grid_size, init_ray, run_sweep
 from orchestrator.store_uri import open_remote, publish_benchmark
@@ -112,7 +114,7 @@ def plans_of(exp: Experiment, fs: FrameStore) -> list[TrialPlan]:
     """The experiment's trials on ``fs``; the store is checked for what they need (the
     protocol's splits and subjects, labels the label map knows, the token's features)."""
     try:
-        plans = plan(exp, fs)
+        plans = protocols.get(exp.protocol.kind).plan(exp, fs)
     except (ProtocolError, ValueError) as e:
         raise CommandError(str(e)) from None
     if exp.trial.data.token == "flow_roi" and "flow_roi" not in fs.feature_shapes:
@@ -165,20 +167,11 @@ def print_plan(console: Console, exp: Experiment, fs: FrameStore | None, plans: 
     longest = f" (the store's longest clip: {int(fs.column('frame_count').max())} frames)" if fs is not None else ""
     console.print("model: " + (f"{m.time_points} positions by normalised time over each clip"
                                if m.positions != "learned" else f"learned positions for {upto}") + longest)
-    if plans is None:  # only the ablation can be listed without its store
-        names = [f"seed{s}-N{n}" for n in exp.lengths for s in exp.seeds]
-    else:
-        names = [p.name for p in plans]
+    protocol = protocols.get(exp.protocol.kind)
+    names = protocol.names_without_store(exp) if plans is None else [p.name for p in plans]
     n_trials = n_trials if n_trials is not None else len(names)
     console.print(Columns(names, equal=True))
-    if what:
-        console.print(what)
-    elif exp.protocol.kind == "loso" and plans:
-        folds = len({p.fold for p in plans})
-        console.print(f"{n_trials} trials = {folds} folds x {len(exp.seeds)} seeds x {len(exp.lengths)} lengths")
-    else:
-        console.print(f"{n_trials} trials = {len(exp.seeds)} seeds x {len(exp.lengths)} lengths "
-                              f"({', '.join(exp.lengths)})")
+    console.print(what or protocol.count_text(exp, plans, n_trials))
     need = f"{r.cpus_per_trial:g} CPU" + (f" + {r.gpus_per_trial:g} GPU" if r.gpus_per_trial else "")
     if address:
         started = init_ray(address, None)  # only to read the cluster's nodes
@@ -218,7 +211,7 @@ def execute(exp: Experiment, wd: Workdir, console: Console, address: str | None 
     exp, fs = open_store(exp, wd, console, dry_run)
     plans = plans_of(exp, fs) if fs is not None else None
     if dry_run:
-        if plans is None and exp.protocol.kind != "ablation":
+        if plans is None and protocols.get(exp.protocol.kind).names_without_store(exp) is None:
             console.print("the built-in benchmark is not built yet: its subjects decide the trials; "
                           "a real run builds it (about a minute for the default, 8 for dfme-size)")
             return 0
@@ -234,10 +227,11 @@ def _run_plans(exp: Experiment, plans: list[TrialPlan], fs: FrameStore, wd: Work
     console.print(f"splits: {exp.protocol.roles_text()}")
     t0 = time.time()
     outcome = sweep(exp, plans, fs, wd, console, address, show_progress, reuse_across_versions=reuse_across_versions)
-    results = report.finished_runs(wd.tracking_uri, outcome.experiment_id, outcome.sweep_key,
-                                   names=[p.name for p in plans], code_digest=outcome.code["digest"],
-                                   across_versions=reuse_across_versions)
-    write_reports(exp, plans, results, fs, wd, console)
+    results, unfinished = sweep_results(wd.tracking_uri, outcome.experiment_id, outcome.sweep_key,
+                                        [p.name for p in plans], outcome.code["digest"], reuse_across_versions)
+    rep = write_reports(exp, plans, results, unfinished, wd, console)
+    if getattr(outcome, "parent_run_id", ""):  # the sweep's parent run (orch.run_kind=sweep) holds them too
+        reports.log_on_parent(wd.tracking_uri, outcome.parent_run_id, rep)
     console.print(f"{len(results)} finished runs of {len(plans)} trials; {outcome.n_errored} failed "
                   f"after retries; {time.time() - t0:.0f} s")
     console.print(code_summary(outcome))
@@ -260,47 +254,21 @@ def code_summary(outcome: SweepOutcome) -> str:
             f"{' dirty' if c.get('git_dirty') == 'true' else ''})")
 
 
-def write_reports(exp: Experiment, plans: list[TrialPlan], results: list[report.TrialResult], fs: FrameStore,
-                  wd: Workdir, console: Console) -> list[Path]:
+def write_reports(exp: Experiment, plans: list[TrialPlan], results: list[TrialResult], unfinished: dict[str, str],
+                  wd: Workdir, console: Console) -> reports.Report:
+    """The protocol's report of the sweep's runs (the same object ``orch table`` rebuilds
+    from MLflow), printed and written to ``reports/NAME/``."""
+    context = ReportContext(exp, [PlannedTrial(p.name, p.seed, p.length, p.fold) for p in plans],
+                            classes_of(results), unfinished, ConfusionReader(wd.tracking_uri))
+    rep = protocols.get(exp.protocol.kind).report(results, context)
     out = wd.reports(exp.name)
     (out / "experiment.yaml").write_text(exp.to_yaml())
-    written = [out / "experiment.yaml"]
-    epochs = exp.trial.train.epochs
-    kind = exp.protocol.kind
-    if kind == "ablation":
-        rows = report.ablation_table(results)
-        title = f"{exp.name}: frame-length ablation ({len(exp.seeds)} seeds, {epochs} epochs)"
-        (out / "table4.md").write_text(report.to_markdown(rows, title))
-        report.write_csv(rows, out / "table4.csv")
-        written += [out / "table4.md", out / "table4.csv"]
-        if rows:
-            report.plot(rows, out / "table4.png", title)
-            written.append(out / "table4.png")
-        _print_ablation(console, rows, title)
-    elif kind == "split":
-        rows = split_report.table(results, exp.protocol.test_splits)
-        title = f"{exp.name}: DFME split protocol ({len(exp.seeds)} seeds, {epochs} epochs)"
-        text = split_report.to_markdown(rows, title, exp.protocol.validation_fraction)
-        (out / "split.md").write_text(text)
-        split_report.write_csv(rows, out / "split.csv")
-        written += [out / "split.md", out / "split.csv"]
-        console.print(Markdown(text))
-        if exp.save_model and results:
-            first = results[0]
-            console.print(f"a CCAC2024 submission from run {first.name}: orch predict --run {first.run_id} "
-                          f"--split {exp.protocol.test_splits[-1]} --out prediction.txt")
-    else:
-        classes = list(label_map(exp.trial.data.label_map, fs).classes)
-        n_folds = len({p.fold for p in plans})
-        rows = loso_report.summarize(results, loso_report.confusions(wd.tracking_uri, results), classes, n_folds)
-        title = (f"{exp.name}: LOSO, {n_folds} subjects, {len(classes)} classes ({exp.trial.data.label_map}), "
-                 f"{len(exp.seeds)} seeds, {epochs} epochs")
-        text = loso_report.to_markdown(rows, classes, title)
-        (out / "loso.md").write_text(text)
-        written += [out / "loso.md", *loso_report.write_csvs(rows, results, out)]
-        console.print(Markdown(text))
+    written = [out / "experiment.yaml", *reports.write(rep, out)]
+    console.print(Markdown(rep.markdown()))
+    for line in rep.commands:
+        console.print(line)
     console.print(f"tables: {', '.join(map(str, written))}")
-    return written
+    return rep
 
 
 def mlflow_ui_command(wd: Workdir) -> str:
@@ -314,16 +282,6 @@ def mlflow_ui_command(wd: Workdir) -> str:
     orch = str(exe) if exe.exists() else "orch"
     where = f"--workdir '{wd.root}'" if uri == wd.local_tracking_uri else f"--backend-store-uri '{uri}'"
     return f"{orch} ui {where} (then open http://127.0.0.1:5000)"
-
-
-def _print_ablation(console: Console, rows: list[report.AblationRow], title: str) -> None:
-    t = Table(title=title, caption="p: paired Wilcoxon signed-rank test of UF1 against all frames over seeds")
-    for col in ("N frames", "UF1 (%)", "UAR (%)", "seeds", "p vs all"):
-        t.add_column(col, justify="right")
-    for r in rows:
-        t.add_row(r.length, report.pm(r.uf1_mean, r.uf1_std), report.pm(r.uar_mean, r.uar_std), str(r.n_seeds),
-                  report.p_text(r.p_vs_all))
-    console.print(t)
 
 
 def search_then_run(exp: Experiment, wd: Workdir, console: Console, address: str | None, show_progress: bool,
@@ -343,7 +301,7 @@ def search_then_run(exp: Experiment, wd: Workdir, console: Console, address: str
     final = plans_of(exp, fs)
     try:
         search = Search(space, samples, exp.trial.train.epochs, seed=exp.seeds[0], grace_period=exp.grace_period)
-        splans = search_plans(exp, fs)
+        splans = protocols.get(exp.protocol.kind).search_plans(exp, fs)
     except (ProtocolError, ValueError) as e:
         raise CommandError(str(e)) from None
     if samples > 1 and not is_random(space):

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score, f1_score
 
-from orchestrator.loso_report import summarize, to_markdown
-from orchestrator.report import TrialResult
+from orchestrator.protocols.loso import class_blocks, summarize, table1
+from orchestrator.reports.report import Report
+from orchestrator.reports.runs import TrialResult
 from trainables.metrics import confusion, scores
 
 CLASSES = ["negative", "positive", "surprise"]
@@ -19,6 +20,10 @@ def _run(name, fold, t, p):
     s = scores(np.array(t), np.array(p), 3)
     return TrialResult(name, name, 0, "all", fold, {"test_uf1": s.uf1, "test_uar": s.uar, "test_acc": s.acc,
                                                    "best_epoch": 1.0})
+
+
+def to_markdown(rows, classes, title):
+    return Report("loso", [table1(rows, title), *class_blocks(rows, classes)]).markdown()
 
 
 def test_pooled_and_per_fold_match_the_hand_computation():

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from scipy.stats import wilcoxon
 
-from orchestrator.report import TrialResult, ablation_table, to_markdown
+from orchestrator.protocols.ablation import ablation_table, table
+from orchestrator.reports.runs import TrialResult
 
 
 def _result(seed: int, length: str, uf1: float) -> TrialResult:
@@ -31,7 +32,7 @@ def test_table4_pairs_each_length_with_all_frames_by_seed():
     assert rows["4"].p_vs_all == pytest.approx(wilcoxon(n4[1:], all_uf1[1:]).pvalue) and rows["4"].n_pairs == 11
     assert math.isnan(rows["all"].p_vs_all)
     assert rows["16"].uf1_mean == pytest.approx(n16.mean()) and rows["16"].uf1_std == pytest.approx(n16.std(ddof=1))
-    md = to_markdown(list(rows.values()), "t")
+    md = table(list(rows.values()), "t").markdown()
     assert f"| 16 | {n16.mean() * 100:.2f} ± {n16.std(ddof=1) * 100:.2f} |" in md
     assert f"{rows['16'].p_vs_all:.2g} |" in md
 

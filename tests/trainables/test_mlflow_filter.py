@@ -3,7 +3,7 @@
 import pytest
 from mlflow import MlflowClient
 
-from orchestrator.report import finished_runs
+from orchestrator.reports.runs import finished_runs
 from trainables.mlflow_filter import mlflow_quote
 from trainables.tracking import TrackingConfig, TrialRun
 
