@@ -437,6 +437,46 @@ def predict(
                   + ", ".join(f"{i}={c}" for i, c in enumerate(pred.classes)) + ")")
 
 
+@app.command("table")
+def table_command(
+    name: str = typer.Argument(..., help="The experiment (its MLflow experiment's name)."),
+    fmt: str = typer.Option("md", "--format", help="md (Markdown), latex (a table environment; booktabs) or csv "
+                            "(the paper's table, raw values)."),
+    out: Optional[Path] = typer.Option(None, help="Write the table to this file instead of printing it."),
+    sweep: Optional[str] = typer.Option(None, help="Which sweep of the experiment (its orch.sweep_parent tag); "
+                                        "default: the newest."),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="Where the runs are (default: "
+                                               "$MLFLOW_TRACKING_URI, else the workdir's SQLite)."),
+    workdir: Optional[Path] = WORKDIR,
+):
+    """An experiment's table (Table 4, Tables 2-3 or Table 1, with its notes) rebuilt from
+    the tracking store alone: the sweep's parent run and its children, no workdir files."""
+    import sys
+
+    from orchestrator.reports.from_mlflow import TableError, rebuild
+    from orchestrator.reports.report import FORMATS
+
+    if fmt not in FORMATS:
+        _fail(f"--format {fmt!r}: one of {', '.join(FORMATS)}")
+    wd = _dry_workdir(workdir, _tracking_uri(tracking_uri))
+    if wd.tracking_uri == wd.local_tracking_uri and not (wd.root / "mlflow.db").exists():
+        _fail(f"no tracking store at {wd.root / 'mlflow.db'} (give --workdir or --tracking-uri)")
+    try:
+        got = rebuild(wd.tracking_uri, name, sweep)
+    except TableError as e:
+        _fail(str(e))
+    if got.others:
+        typer.echo(f"sweep {got.sweep} (parent run {got.parent_run_id}{'' if sweep else ', the newest'}); the "
+                   f"experiment's other sweeps: "
+                   f"{', '.join(got.others)} (--sweep KEY picks one)", err=True)
+    text = got.report.render(fmt)
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.write_text(text)
+        typer.echo(f"wrote {out}", err=True)
+
+
 @app.command()
 def ingest(
     source: Path = typer.Argument(..., help="Dataset root (dfme, casme3) or the manifest file (manifest)."),

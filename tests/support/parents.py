@@ -1,0 +1,52 @@
+"""A sweep's parent run made in a test exactly per the run-hierarchy contract (the tags,
+params and artifacts a sweep's parent holds), from the experiment's real finished trial
+runs — for ``orch table`` before orch itself makes parents. If the experiment already has
+a parent (orch made it), that one is used and nothing is written."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import yaml
+from mlflow import MlflowClient
+
+from orchestrator.experiment import Experiment
+from orchestrator.reports.from_mlflow import REUSE_TAG, parent_runs
+from trainables.tracking import CODE_DIGEST_TAG, PARENT_RUN_TAG, RUN_KIND_TAG, SWEEP_KEY_TAG, SWEEP_PARENT_TAG
+
+
+def ensure_parent(uri: str, experiment: str, command: str = "orch (test)") -> str:
+    client = MlflowClient(uri)
+    exp_id = client.get_experiment_by_name(experiment).experiment_id
+    existing = parent_runs(client, exp_id)
+    if existing:
+        return existing[0].info.run_id
+    runs = client.search_runs([exp_id], max_results=1000, order_by=["attributes.start_time DESC"])
+    keys = {r.data.tags[SWEEP_KEY_TAG] for r in runs}
+    assert len(keys) == 1, f"one sweep expected in {experiment}, found {keys}"
+    first = runs[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        text = Path(client.download_artifacts(first.info.run_id, "experiment.yaml", tmp)).read_text()
+    exp = Experiment.from_dict(yaml.safe_load(text))
+    trials = {r.info.run_name: {"name": r.info.run_name, "seed": int(r.data.params["seed"]),
+                                "length": r.data.params["length"], "fold": r.data.params.get("fold", "")}
+              for r in runs}
+    p = first.data.params
+    parent = client.create_run(exp_id, run_name=experiment, tags={
+        RUN_KIND_TAG: "sweep", SWEEP_PARENT_TAG: keys.pop(), CODE_DIGEST_TAG: first.data.tags[CODE_DIGEST_TAG],
+        REUSE_TAG: "false"})
+    pid = parent.info.run_id
+    params = {**exp.params(), **{k: v for k, v in p.items() if k.startswith("code.")},
+              "data.store_fingerprint": p["data.store_fingerprint"], "n_trials": str(len(trials))}
+    for k, v in params.items():
+        client.log_param(pid, k, v)
+    client.log_text(pid, text, "experiment.yaml")
+    client.log_text(pid, json.dumps(list(trials.values())), "trials.json")
+    client.log_text(pid, command, "command.txt")
+    for r in runs:
+        client.set_tag(r.info.run_id, PARENT_RUN_TAG, pid)
+        client.set_tag(r.info.run_id, RUN_KIND_TAG, "trial")
+    client.set_terminated(pid, "FINISHED")
+    return pid
