@@ -18,8 +18,10 @@ from orchestrator.experiment import Experiment
 from orchestrator.protocols import plan
 from orchestrator.runner import run_sweep
 from orchestrator.workdir import Workdir
+from tests.support.parents import tables_from_mlflow_alone
 from storage.store import FrameStore
 from trainables.config import TrainConfig, TrialConfig
+from trainables.tracking import RUN_KIND_TAG
 
 pytestmark = pytest.mark.slow
 
@@ -30,21 +32,23 @@ def _local_tracking(monkeypatch):
 
 
 def _runs(workdir: Path, experiment: str):
+    """The experiment's trial runs (not a sweep's parent run)."""
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
     exp = client.get_experiment_by_name(experiment)
-    return client, client.search_runs([exp.experiment_id], max_results=1000)
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    return client, [r for r in runs if r.data.tags.get(RUN_KIND_TAG) != "sweep"]
 
 
 def test_orch_ablation_runs_logs_and_tabulates(tiny_store, ray_session, tmp_path):
     wd = tmp_path / "work"
     args = ["ablation", "--seeds", "2", "--lengths", "4,all", "--epochs", "3", "--store", str(tiny_store),
-            "--experiment", "e2e", "--workdir", str(wd), "--no-progress"]
+            "--experiment", "e2e_abl", "--workdir", str(wd), "--no-progress"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert f"workdir: {wd}" in result.output and "ui --workdir" in result.output
     assert "4 trained, 0 reused" in result.output
 
-    client, runs = _runs(wd, "e2e")
+    client, runs = _runs(wd, "e2e_abl")
     assert len(runs) == 4
     assert {r.info.status for r in runs} == {"FINISHED"}
     fingerprint = FrameStore(tiny_store).fingerprint
@@ -63,7 +67,7 @@ def test_orch_ablation_runs_logs_and_tabulates(tiny_store, ray_session, tmp_path
         assert sorted(h.step for h in history) == [1, 2, 3]
         assert m["best_val_uf1"] == max(h.value for h in history)
 
-    with open(wd / "reports" / "e2e" / "table4.csv") as f:
+    with open(wd / "reports" / "e2e_abl" / "table4.csv") as f:
         table = {row["n_frames"]: row for row in csv.DictReader(f)}
     assert list(table) == ["4", "all"]
     for length, row in table.items():
@@ -73,25 +77,71 @@ def test_orch_ablation_runs_logs_and_tabulates(tiny_store, ray_session, tmp_path
         assert float(row["uf1_mean"]) == pytest.approx(np.mean(uf1))
         assert float(row["uf1_std"]) == pytest.approx(np.std(uf1, ddof=1))
         assert float(row["uar_mean"]) == pytest.approx(np.mean(uar))
-        assert f"{np.mean(uf1) * 100:.2f} ±" in (wd / "reports" / "e2e" / "table4.md").read_text()
-    assert (wd / "reports" / "e2e" / "table4.png").stat().st_size > 0
+        assert f"{np.mean(uf1) * 100:.2f} ±" in (wd / "reports" / "e2e_abl" / "table4.md").read_text()
+    assert (wd / "reports" / "e2e_abl" / "table4.png").stat().st_size > 0
+    for n in ("4", "all"):  # the confusion matrix per N, summed over seeds
+        assert (wd / "reports" / "e2e_abl" / f"table4_confusion_N{n}.png").read_bytes()[:4] == b"\x89PNG"
+    written = {f: (wd / "reports" / "e2e_abl" / f"table4.{f}").read_text() for f in ("md", "tex")}
+    _table4_from_mlflow_alone(wd, runs, tiny_store, written)
 
     # the same command again reuses the finished runs: no second run per trial
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0, again.output
     assert "0 trained, 4 reused" in again.output
-    _, runs_after = _runs(wd, "e2e")
+    _, runs_after = _runs(wd, "e2e_abl")
     assert sorted(r.info.run_id for r in runs_after) == sorted(r.info.run_id for r in runs)
 
     # a narrower invocation tabulates only its own trials
     narrow = [*args]
     narrow[narrow.index("--seeds") + 1], narrow[narrow.index("--lengths") + 1] = "1", "4"
     assert CliRunner().invoke(app, narrow).exit_code == 0
-    with open(wd / "reports" / "e2e" / "table4.csv") as f:
+    with open(wd / "reports" / "e2e_abl" / "table4.csv") as f:
         rows = list(csv.DictReader(f))
     seed0 = next(r for r in runs if r.data.params["seed"] == "0" and r.data.params["length"] == "4")
     assert [(r["n_frames"], r["n_seeds"]) for r in rows] == [("4", "1")]
     assert float(rows[0]["uf1_mean"]) == pytest.approx(seed0.data.metrics["test_uf1"])
+
+
+def _table4_from_mlflow_alone(wd: Path, runs, store: Path, written: dict[str, str]) -> None:
+    """`orch table` in all three formats equals a hand computation from the runs (scipy and
+    statsmodels on the same pairs), and the report the sweep wrote."""
+    from scipy.stats import bootstrap, wilcoxon
+    from statsmodels.stats.multitest import multipletests
+
+    out = tables_from_mlflow_alone(wd, "e2e_abl", store)
+    assert out["md"] == written["md"] and out["latex"] == written["tex"]  # the same report object
+    m = {(r.data.params["length"], int(r.data.params["seed"])): r.data.metrics for r in runs}
+    a = np.array([m[("4", s)]["test_uf1"] for s in (0, 1)])
+    b = np.array([m[("all", s)]["test_uf1"] for s in (0, 1)])
+    d = a - b
+    p = wilcoxon(a, b).pvalue if np.any(d != 0) else np.nan
+    holm = multipletests([p], method="holm")[1][0] if not np.isnan(p) else np.nan
+    if len(set(d)) > 1:
+        ci = bootstrap((d,), np.mean, confidence_level=0.95, rng=np.random.default_rng(0)).confidence_interval
+        ci = (ci.low, ci.high)
+    else:
+        ci = (np.nan, np.nan)
+    rows = {row["n_frames"]: row for row in csv.DictReader(out["csv"].splitlines())}
+    assert list(rows) == ["4", "all"]
+    for n, row in rows.items():
+        uf1 = [m[(n, s)]["test_uf1"] for s in (0, 1)]
+        uar = [m[(n, s)]["test_uar"] for s in (0, 1)]
+        assert int(row["n_seeds"]) == 2
+        assert float(row["uf1_mean"]) == pytest.approx(np.mean(uf1)) and float(row["uf1_std"]) == pytest.approx(np.std(uf1, ddof=1))
+        assert float(row["uar_mean"]) == pytest.approx(np.mean(uar)) and float(row["uar_std"]) == pytest.approx(np.std(uar, ddof=1))
+        cells = f"| {n} | {np.mean(uf1) * 100:.2f} ± {np.std(uf1, ddof=1) * 100:.2f} | {np.mean(uar) * 100:.2f} ± {np.std(uar, ddof=1) * 100:.2f} | 2 |"
+        assert cells in out["md"]
+        tex = f"{n} & {np.mean(uf1) * 100:.2f} $\\pm$ {np.std(uf1, ddof=1) * 100:.2f} & {np.mean(uar) * 100:.2f} $\\pm$ "
+        assert tex in out["latex"]
+    got = rows["4"]
+    assert float(got["uf1_diff_vs_all"]) == pytest.approx(d.mean())
+    assert float(got["uf1_wilcoxon_p_vs_all"]) == pytest.approx(p, nan_ok=True)
+    assert float(got["uf1_holm_p_vs_all"]) == pytest.approx(holm, nan_ok=True)
+    assert (float(got["uf1_diff_ci_low"]), float(got["uf1_diff_ci_high"])) == pytest.approx(ci, nan_ok=True)
+    assert f"| {d.mean() * 100:+.2f} [" in out["md"]
+    # two seeds: the smallest exact two-sided p is 0.5, so no ranking (or no test if both pairs tie)
+    assert ("N = 4: not distinguishable from all frames" if not np.isnan(p) else "N = 4: no test") in out["md"]
+    assert r"\caption{e2e\_abl: frame-length ablation (2 seeds, 3 epochs)}" in out["latex"]
 
 
 def _counting(trained: str):

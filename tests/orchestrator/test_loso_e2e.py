@@ -16,6 +16,7 @@ from orchestrator.cli import app
 from orchestrator.experiment import Experiment
 from storage.sources import casme3
 from storage.store import FrameStore
+from tests.support.parents import tables_from_mlflow_alone
 
 pytestmark = pytest.mark.slow
 
@@ -91,6 +92,29 @@ def test_orch_loso_three_class_end_to_end(casme3_store, ray_session, tmp_path):
     assert float(row["fold_uf1_mean"]) == pytest.approx(np.mean(fold_uf1))
     assert float(row["fold_uf1_std"]) == pytest.approx(np.std(fold_uf1, ddof=1))
     assert f"{float(row['pooled_uf1']) * 100:.2f}" in said
+    assert (wd / "reports" / "loso" / "loso_confusion_Nall.png").read_bytes()[:4] == b"\x89PNG"
+    assert (wd / "reports" / "loso" / "loso_folds.png").read_bytes()[:4] == b"\x89PNG"  # per-fold distribution
+
+    # Table 1 from MLflow alone, in all three formats: pooled from the predictions, per-fold from the runs
+    written = {f: (wd / "reports" / "loso" / f"loso.{f}").read_text() for f in ("md", "tex")}
+    out = tables_from_mlflow_alone(wd, "loso", casme3_store)
+    assert out["md"] == written["md"] and out["latex"] == written["tex"]
+    (t1,) = list(csv.DictReader(out["csv"].splitlines()))
+    uf1, uar = f1_score(truth, pred, average="macro"), balanced_accuracy_score(truth, pred)
+    fold_uar = [x.data.metrics["test_uar"] for x in runs]
+    fold_avg = [(x.data.metrics["test_uf1"] + x.data.metrics["test_uar"]) / 2 for x in runs]
+    assert (t1["folds"], t1["expected_folds"]) == ("10", "10")
+    assert float(t1["pooled_uf1"]) == pytest.approx(uf1) and float(t1["pooled_uar"]) == pytest.approx(uar)
+    assert float(t1["pooled_avg"]) == pytest.approx((uf1 + uar) / 2)
+    assert float(t1["fold_uf1_mean"]) == pytest.approx(np.mean(fold_uf1))
+    assert float(t1["fold_uar_std"]) == pytest.approx(np.std(fold_uar, ddof=1))
+    assert float(t1["fold_avg_mean"]) == pytest.approx(np.mean(fold_avg))
+    cells = (f"| all | 0 | 10 | {uf1 * 100:.2f} | {uar * 100:.2f} | {(uf1 + uar) * 50:.2f} | "
+             f"{float(t1['pooled_acc']) * 100:.2f} | {np.mean(fold_uf1) * 100:.2f} ± {np.std(fold_uf1, ddof=1) * 100:.2f} | "
+             f"{np.mean(fold_uar) * 100:.2f} ± {np.std(fold_uar, ddof=1) * 100:.2f} | "
+             f"{np.mean(fold_avg) * 100:.2f} ± {np.std(fold_avg, ddof=1) * 100:.2f} |")
+    assert cells in out["md"]
+    assert cells.strip("| ").replace(" | ", " & ").replace("±", "$\\pm$") + " \\\\" in out["latex"]
 
 
 def _tune_results(wd, trial_name):

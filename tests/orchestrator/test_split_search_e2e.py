@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from orchestrator.cli import app
 from orchestrator.runner import Search
 from storage.store import FrameStore
+from tests.support.parents import tables_from_mlflow_alone
 from trainables.fit import LeakageError
 from trainables.trainable import tune_report
 
@@ -62,6 +63,24 @@ def test_split_protocol_then_predict_the_submission(tiny_store, ray_session, tmp
     assert not any(k.startswith("test") for k in _tune_keys(wd))
     table = (wd / "reports" / "split" / "split.md").read_text()
     assert f"{m['test_B_uf1'] * 100:.2f} ± n/a" in table and "| all | test_A |" in table
+    for t in ("test_A", "test_B"):  # the confusion matrix per N and test split
+        assert (wd / "reports" / "split" / f"split_confusion_Nall_{t}.png").read_bytes()[:4] == b"\x89PNG"
+
+    # Tables 2-3 from MLflow alone, in all three formats, equal the run's own metrics
+    written = {f: (wd / "reports" / "split" / f"split.{f}").read_text() for f in ("md", "tex")}
+    out = tables_from_mlflow_alone(wd, "split", tiny_store)
+    assert out["md"] == written["md"] and out["latex"] == written["tex"]
+    rows = {x["test_split"]: x for x in csv.DictReader(out["csv"].splitlines())}
+    assert sorted(rows) == ["test_A", "test_B"]
+    for t, row in rows.items():
+        assert row["n_frames"] == "all" and row["n_seeds"] == "1"
+        for k in ("uf1", "uar", "acc"):
+            assert float(row[f"{k}_mean"]) == pytest.approx(m[f"{t}_{k}"]) and row[f"{k}_std"] == "nan"
+        assert (f"| all | {t} | {m[f'{t}_uf1'] * 100:.2f} ± n/a | {m[f'{t}_uar'] * 100:.2f} ± n/a | "
+                f"{m[f'{t}_acc'] * 100:.2f} ± n/a | 1 |") in out["md"]
+        tex_t = t.replace("_", "\\_")
+        assert (f"all & {tex_t} & {m[f'{t}_uf1'] * 100:.2f} $\\pm$ n/a & {m[f'{t}_uar'] * 100:.2f} $\\pm$ n/a & "
+                f"{m[f'{t}_acc'] * 100:.2f} $\\pm$ n/a & 1 \\\\") in out["latex"]
 
     out = tmp_path / "prediction.txt"
     r = CliRunner().invoke(app, ["predict", "--run", run.info.run_id, "--split", "test_B", "--out", str(out),

@@ -50,3 +50,29 @@ def ensure_parent(uri: str, experiment: str, command: str = "orch (test)") -> st
         client.set_tag(r.info.run_id, RUN_KIND_TAG, "trial")
     client.set_terminated(pid, "FINISHED")
     return pid
+
+
+def tables_from_mlflow_alone(wd: Path, experiment: str, store: Path) -> dict[str, str]:
+    """``orch table EXPERIMENT`` in every format, with the workdir's ``reports/`` deleted
+    and the frame store's directory gone (moved away, then back): what it prints comes from
+    the tracking store alone. Makes the parent run first if orch made none."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from orchestrator.cli import app
+
+    ensure_parent(f"sqlite:///{wd / 'mlflow.db'}", experiment)
+    shutil.rmtree(wd / "reports", ignore_errors=True)
+    away = store.with_name(store.name + "-moved-away")
+    store.rename(away)
+    try:
+        out = {}
+        for fmt in ("md", "latex", "csv"):
+            r = CliRunner().invoke(app, ["table", experiment, "--format", fmt, "--workdir", str(wd)])
+            assert r.exit_code == 0, r.output
+            out[fmt] = r.stdout
+        assert not (wd / "reports").exists()
+        return out
+    finally:
+        away.rename(store)
