@@ -66,7 +66,8 @@ def ablation_table(results: list[TrialResult]) -> list[AblationRow]:
 def verdict(r: AblationRow, alpha: float = stats.ALPHA) -> str:
     """What the corrected test says of N against all frames; a ranking only when it rejects."""
     if math.isnan(r.p_holm):
-        return f"N = {r.length}: no test ({r.n_pairs} paired seed(s); 2 needed, not all tied)"
+        return (f"N = {r.length}: no test ({r.n_pairs} seed(s) paired with all frames; the test needs at least "
+                f"2 and one that differs)")
     if r.p_holm < alpha:
         side = "higher" if r.diff_vs_all > 0 else "lower"
         return (f"N = {r.length}: UF1 {side} than all frames by {abs(r.diff_vs_all) * 100:.2f} pp "
