@@ -42,3 +42,21 @@ def test_no_test_without_pairs_or_differences():
     assert math.isnan(rows["8"].p_vs_all) and rows["8"].n_pairs == 1
     tied = [_result(s, n, 0.5) for s in range(3) for n in ("all", "8")]
     assert math.isnan({r.length: r for r in ablation_table(tied)}["8"].p_vs_all)
+
+
+def test_rows_over_fewer_seeds_than_planned_say_so_and_name_the_trials():
+    from orchestrator import protocols
+    from orchestrator.experiment import Experiment
+    from orchestrator.reports.context import PlannedTrial, ReportContext
+
+    exp = Experiment(name="t", seeds=(0, 1, 2), lengths=("4", "all"))
+    planned = [PlannedTrial(f"seed{s}-N{n}", s, n) for n in ("4", "all") for s in range(3)]
+    results = [_result(s, n, 0.5 + 0.1 * s) for n in ("4", "all") for s in range(3) if (s, n) != (2, "4")]
+    rep = protocols.get("ablation").report(results, ReportContext(exp, planned, unfinished={"seed2-N4": "FAILED"}))
+    md = rep.markdown()
+    assert " | 2 of 3 | " in md and " | 3 | " in md  # N=4 over 2 of its 3 seeds; all frames complete
+    assert "N = 4: n = 2 of 3 seeds; 1 without a finished run: seed2-N4 (FAILED)" in md
+    rep = protocols.get("split").report(
+        [r for r in results if r.seed != 1],
+        ReportContext(exp, planned))  # seed 1 has no run at all
+    assert "seed1-N4 (no run)" in rep.markdown() and "seed1-Nall (no run)" in rep.markdown()

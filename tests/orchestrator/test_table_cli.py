@@ -116,3 +116,18 @@ def test_refusals_say_what_to_do(loso_runs):
     assert "sweep new:k" in r.stderr and "other sweeps: lo_so:loso:k" in r.stderr
     r = _table(wd, "lo_so", "--sweep", "lo_so:loso:k", "--format", "csv")
     assert r.exit_code == 0 and "pooled_uf1" in r.stdout and "other sweeps: new:k" in r.stderr
+
+
+def test_the_report_is_logged_on_the_parent_under_reports(loso_runs):
+    from orchestrator.reports import log_on_parent
+    from orchestrator.reports.from_mlflow import rebuild
+
+    wd, uri, client, exp_id = loso_runs
+    pid = ensure_parent(uri, "lo_so")
+    got = rebuild(uri, "lo_so")
+    log_on_parent(uri, pid, got.report)
+    logged = {a.path for a in client.list_artifacts(pid, "reports")}
+    assert {"reports/loso.md", "reports/loso.tex", "reports/loso_pooled.csv", "reports/loso_folds.csv",
+            "reports/loso_confusion_Nall.png", "reports/loso_folds.png"} <= logged
+    with open(client.download_artifacts(pid, "reports/loso.md", str(wd))) as f:
+        assert f.read() == got.report.markdown()
