@@ -67,6 +67,6 @@ def distribution_plot(lengths: list[str], values: dict[str, list[list[float]]], 
     ax.set_xlabel("frames per clip (N)")
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
-    ax.legend()
+    ax.legend(fontsize=7, framealpha=0.6)
     ax.grid(alpha=0.3)
     return _png(fig)
