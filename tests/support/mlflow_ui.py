@@ -1,0 +1,317 @@
+"""The MLflow UI (3.17) driven in headless Chromium: Debian's ``chromium`` and its
+``chromedriver`` through Selenium, named by path (Selenium Manager is never asked to
+download a browser or a driver). Used by tests/orchestrator/test_ui_browser.py and by
+scripts/ui-screenshots (the README's pictures).
+
+``OrchUI`` runs ``orch ui`` as a subprocess and reads the address it prints; ``UIPages``
+opens one view of the UI at a time, waits (explicitly, on the text the view must show)
+and saves a screenshot of it. The routes are the UI's own (its hash router,
+mlflow/server/js): ``#/experiments/ID/runs``, ``#/experiments/ID/runs/RUN`` (overview),
+``…/RUN/model-metrics``, ``…/RUN/artifacts/PATH``; ``?workflowType=machine_learning``
+selects the UI's "Model training" side (MLflow 3.17's UI opens every experiment on its
+GenAI side otherwise).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = ("/usr/bin/chromium", "chromium")
+CHROMEDRIVER = ("/usr/bin/chromedriver", "chromedriver")
+INSTALL = "chromium chromium-driver"  # Debian's package names (scripts/system-deps.sh installs them)
+START_WITHIN_S = 240.0  # orch ui: MLflow's server on a loaded 2-core machine
+WAIT_S = 60.0  # one view of the UI: a loaded machine renders slowly
+ML = "workflowType=machine_learning"
+# the MLflow Assistant panel opens itself on a first visit and covers a third of the page
+_NO_ASSISTANT = "localStorage.setItem('mlflow.assistant.fab.autoOpenedOnFirstLoad_v1', 'true');"
+
+
+class BrowserMissing(Exception):
+    """Chromium or its driver is not installed; the message says what to install."""
+
+
+def _which(candidates: tuple[str, ...]) -> str | None:
+    for c in candidates:
+        found = c if os.path.isabs(c) and os.access(c, os.X_OK) else shutil.which(c)
+        if found:
+            return found
+    return None
+
+
+def browser_paths() -> tuple[str, str]:
+    """(chromium, chromedriver), or BrowserMissing naming the packages to install."""
+    browser, driver = _which(CHROMIUM), _which(CHROMEDRIVER)
+    missing = [name for name, path in (("chromium", browser), ("chromium-driver", driver)) if path is None]
+    if missing:
+        raise BrowserMissing(f"{' and '.join(missing)} not installed: the MLflow UI test drives Debian's headless "
+                             f"Chromium (`apt-get install {INSTALL}`; scripts/system-deps.sh does it as root)")
+    return browser, driver
+
+
+def chromium(width: int = 1600, height: int = 1000):
+    """Headless Chromium under Selenium, binary and driver given by path; nothing downloaded."""
+    os.environ["SE_OFFLINE"] = "true"  # Selenium Manager: never fetch a browser or a driver
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    browser, driver = browser_paths()
+    options = Options()
+    options.binary_location = browser
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                f"--window-size={width},{height}", "--hide-scrollbars", "--no-first-run"):
+        options.add_argument(arg)
+    d = webdriver.Chrome(options=options, service=Service(executable_path=driver))
+    d.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": _NO_ASSISTANT})
+    return d
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process under ``pid`` (from /proc: Linux)."""
+    parent_of = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                parent_of[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    out, todo = [], [pid]
+    while todo:
+        kids = [c for c, p in parent_of.items() if p == todo.pop()]
+        out += kids
+        todo += kids
+    return out
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+class OrchUI:
+    """``orch ui …`` as a subprocess; ``url`` and ``experiment_urls`` from what it prints.
+    ``stop()`` sends SIGTERM (what Ctrl-C or a service manager sends) and returns the
+    processes that were under it and outlived it (none, if it stops cleanly)."""
+
+    def __init__(self, argv: list[str], log: Path, env: dict[str, str] | None = None):
+        self.argv, self.log = argv, log
+        self.env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen | None = None
+        self.url = ""
+        self.experiment_urls: dict[str, str] = {}
+        self.workers: list[int] = []
+
+    def start(self) -> "OrchUI":
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        deadline = time.monotonic() + START_WITHIN_S
+        while not self.url:
+            text = self.log.read_text(errors="replace")
+            m = re.search(r"^MLflow UI: (http://\S+)", text, re.M)
+            if m:
+                self.url = m.group(1)
+                self.experiment_urls = dict(re.findall(r"^experiment '(.+)': (http://\S+)$", text, re.M))
+            elif self.proc.poll() is not None:
+                raise RuntimeError(f"{' '.join(self.argv)} exited ({self.proc.returncode}):\n{text[-3000:]}")
+            elif time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"{' '.join(self.argv)}: no address printed within {START_WITHIN_S:.0f} s:\n"
+                                   f"{text[-3000:]}")
+            else:
+                time.sleep(0.3)
+        self.workers = _descendants(self.proc.pid)  # mlflow server, its uvicorn
+        return self
+
+    def answers(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/health", timeout=5) as r:
+                return r.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def stop(self, within_s: float = 60.0) -> list[int]:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return []
+        under = sorted(set(self.workers) | set(_descendants(proc.pid)))
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(within_s)
+        except subprocess.TimeoutExpired:
+            pass
+        deadline = time.monotonic() + 10
+        while any(alive(p) for p in under) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        left = [p for p in under if alive(p)]
+        for pid in [*left, proc.pid]:  # whatever is left must not outlive the test
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.wait(10)
+        return left
+
+
+def orch_ui_argv(workdir: Path, port: int = 0) -> list[str]:
+    return [sys.executable, "-m", "orchestrator.cli", "ui", "--workdir", str(workdir), "--port", str(port)]
+
+
+@dataclass
+class View:
+    name: str
+    url: str
+    text: str  # the page's visible text once it showed what it must
+    screenshot: Path
+
+
+class UIPages:
+    """One view of the MLflow UI at a time: open it, wait for the text it must show, save a
+    screenshot as ``OUTDIR/NN-NAME.png``."""
+
+    def __init__(self, driver, base_url: str, outdir: Path):
+        self.d, self.base, self.outdir = driver, base_url.rstrip("/"), outdir
+        outdir.mkdir(parents=True, exist_ok=True)
+        self.n = 0
+
+    # -- waiting
+    def body(self) -> str:
+        from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+        from selenium.webdriver.common.by import By
+
+        try:
+            return self.d.find_element(By.TAG_NAME, "body").text
+        except (StaleElementReferenceException, WebDriverException):
+            return ""
+
+    def wait_text(self, *needles: str, absent: tuple[str, ...] = (), what: str = "") -> str:
+        """The visible text once it holds every needle (and none of ``absent``); a
+        TimeoutException naming what was missing, and what the page showed, otherwise."""
+        from selenium.common.exceptions import TimeoutException
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        def ready(_):
+            text = self.body()
+            return text if all(n in text for n in needles) and not any(a in text for a in absent) else False
+
+        try:
+            return WebDriverWait(self.d, WAIT_S, poll_frequency=0.3).until(ready)
+        except TimeoutException:
+            text = self.body()
+            self.shot(f"timeout-{what or 'view'}")
+            missing = [n for n in needles if n not in text]
+            shown = [a for a in absent if a in text]
+            raise TimeoutException(f"{what or self.d.current_url}: after {WAIT_S:.0f} s missing {missing}"
+                                   f"{f', showing {shown}' if shown else ''}; the page showed:\n{text[:2000]}") from None
+
+    def wait_for(self, condition, what: str):
+        from selenium.common.exceptions import TimeoutException
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        try:
+            return WebDriverWait(self.d, WAIT_S, poll_frequency=0.3).until(condition)
+        except TimeoutException:
+            self.shot(f"timeout-{what}")
+            raise TimeoutException(f"{what}: not found within {WAIT_S:.0f} s on {self.d.current_url}; the page "
+                                   f"showed:\n{self.body()[:2000]}") from None
+
+    def shot(self, name: str) -> Path:
+        self.n += 1
+        path = self.outdir / f"{self.n:02d}-{name}.png"
+        self.d.save_screenshot(str(path))
+        return path
+
+    def open(self, url: str) -> None:
+        """A full page load (not a hash change inside the running app: each view starts from
+        the server's state, as a link opened in a new tab does)."""
+        self.d.get("about:blank")
+        self.d.get(url)
+
+    # -- the views
+    def runs_page(self, experiment_url: str, run_names: list[str]) -> View:
+        """The experiment as its address opens: its training runs listed (not the GenAI
+        overview of traces)."""
+        self.open(experiment_url)
+        text = self.wait_text("Run Name", *run_names, absent=("No data available",), what="experiment runs page")
+        return View("experiment-runs", self.d.current_url, text, self.shot("experiment-runs"))
+
+    def expand_children(self, parent_name: str, child_names: list[str]) -> View:
+        """The runs table with the parent's row expanded: its children nested under it."""
+        from selenium.webdriver.common.by import By
+
+        row = f"//div[@role='row'][.//a[normalize-space(.)={_xpath_literal(parent_name)}]]"
+        if not all(n in self.body() for n in child_names):
+            button = self.wait_for(lambda d: _first_displayed(d.find_elements(By.XPATH, f"{row}//button")),
+                                   f"the expander of run {parent_name!r}")
+            button.click()
+        text = self.wait_text(parent_name, *child_names, what="parent run's children in the runs table")
+        return View("parent-with-children", self.d.current_url, text, self.shot("parent-with-children"))
+
+    def run_overview(self, experiment_id: str, run_id: str, must_show: list[str]) -> View:
+        self.open(f"{self.base}/#/experiments/{experiment_id}/runs/{run_id}?{ML}")
+        text = self.wait_text("Overview", *must_show, what=f"run {run_id} overview")
+        return View("parent-overview", self.d.current_url, text, self.shot("parent-overview"))
+
+    def metric_chart(self, experiment_id: str, run_id: str, run_name: str, metric: str) -> View:
+        """The run's model-metrics tab filtered to ``metric``: its chart over the steps."""
+        from selenium.webdriver.common.by import By
+
+        self.open(f"{self.base}/#/experiments/{experiment_id}/runs/{run_id}/model-metrics?{ML}")
+        search = self.wait_for(lambda d: _first_displayed(d.find_elements(
+            By.CSS_SELECTOR, "input[placeholder='Search metric charts']")), "the metric charts' search box")
+        search.send_keys(metric)
+        text = self.wait_text(f"{run_name} ({metric})", "Step", what=f"the {metric} chart of {run_name}")
+        return View(f"{run_name}-{metric}", self.d.current_url, text, self.shot(f"child-{metric}-chart"))
+
+    def chart_points(self, metric: str) -> int:
+        """The markers plotted in the chart titled ``metric`` (plotly: one per step)."""
+        from selenium.webdriver.common.by import By
+
+        title = _xpath_literal(metric)
+        cards = self.d.find_elements(By.XPATH, f"//*[normalize-space(text())={title}]/ancestor::*"
+                                               f"[.//*[contains(@class,'plot-container')]][1]")
+        return max((len(c.find_elements(By.CSS_SELECTOR, "g.points path.point")) for c in cards), default=0)
+
+    def artifact(self, experiment_id: str, run_id: str, path: str, must_show: list[str], name: str) -> View:
+        """The run's artifacts tab with ``path`` selected (its preview beside the tree)."""
+        self.open(f"{self.base}/#/experiments/{experiment_id}/runs/{run_id}/artifacts/{path}?{ML}")
+        text = self.wait_text(f"Path: ", path.rsplit("/", 1)[-1], *must_show, absent=("No Artifacts Recorded",),
+                              what=f"artifact {path} of run {run_id}")
+        return View(name, self.d.current_url, text, self.shot(name))
+
+    def image_shown(self) -> tuple[int, int]:
+        """The natural size of the largest image the artifact preview shows (0, 0: none)."""
+        from selenium.webdriver.common.by import By
+
+        def loaded(d):
+            sizes = [(int(i.get_property("naturalWidth") or 0), int(i.get_property("naturalHeight") or 0))
+                     for i in d.find_elements(By.CSS_SELECTOR, "img") if i.is_displayed()]
+            big = max(sizes, default=(0, 0), key=lambda s: s[0] * s[1])
+            return big if big[0] > 100 else False
+
+        return self.wait_for(loaded, "the artifact's image, loaded")
+
+
+def _first_displayed(elements):
+    shown = [e for e in elements if e.is_displayed()]
+    return shown[0] if shown else False
+
+
+def _xpath_literal(s: str) -> str:
+    if "'" not in s:
+        return f"'{s}'"
+    return "concat(" + ", \"'\", ".join(f"'{p}'" for p in s.split("'")) + ")"
