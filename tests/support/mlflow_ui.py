@@ -88,7 +88,8 @@ def _descendants(pid: int) -> list[int]:
                 continue
     out, todo = [], [pid]
     while todo:
-        kids = [c for c, p in parent_of.items() if p == todo.pop()]
+        parent = todo.pop()
+        kids = [c for c, p in parent_of.items() if p == parent]
         out += kids
         todo += kids
     return out
@@ -108,8 +109,9 @@ class OrchUI:
     processes that were under it and outlived it (none, if it stops cleanly)."""
 
     def __init__(self, argv: list[str], log: Path, env: dict[str, str] | None = None):
+        """``env``: the whole environment (default: this process's)."""
         self.argv, self.log = argv, log
-        self.env = {**os.environ, **(env or {})}
+        self.env = dict(os.environ if env is None else env)
         self.proc: subprocess.Popen | None = None
         self.url = ""
         self.experiment_urls: dict[str, str] = {}
@@ -119,6 +121,13 @@ class OrchUI:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                          start_new_session=True)
+        try:
+            return self._wait_started()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_started(self) -> "OrchUI":
         deadline = time.monotonic() + START_WITHIN_S
         while not self.url:
             text = self.log.read_text(errors="replace")
@@ -129,7 +138,6 @@ class OrchUI:
             elif self.proc.poll() is not None:
                 raise RuntimeError(f"{' '.join(self.argv)} exited ({self.proc.returncode}):\n{text[-3000:]}")
             elif time.monotonic() > deadline:
-                self.stop()
                 raise RuntimeError(f"{' '.join(self.argv)}: no address printed within {START_WITHIN_S:.0f} s:\n"
                                    f"{text[-3000:]}")
             else:
@@ -177,6 +185,8 @@ class View:
     url: str
     text: str  # the page's visible text once it showed what it must
     screenshot: Path
+    points: int | None = None  # a metric chart: the markers it plots (one per step)
+    image: tuple[int, int] | None = None  # an image artifact: the natural size of the one shown
 
 
 class UIPages:
@@ -275,7 +285,8 @@ class UIPages:
             By.CSS_SELECTOR, "input[placeholder='Search metric charts']")), "the metric charts' search box")
         search.send_keys(metric)
         text = self.wait_text(f"{run_name} ({metric})", "Step", what=f"the {metric} chart of {run_name}")
-        return View(f"{run_name}-{metric}", self.d.current_url, text, self.shot(f"child-{metric}-chart"))
+        points = self.wait_for(lambda d: self.chart_points(metric) or False, f"the points of the {metric} chart")
+        return View(f"{run_name}-{metric}", self.d.current_url, text, self.shot(f"child-{metric}-chart"), points=points)
 
     def chart_points(self, metric: str) -> int:
         """The markers plotted in the chart titled ``metric`` (plotly: one per step)."""
@@ -287,11 +298,13 @@ class UIPages:
         return max((len(c.find_elements(By.CSS_SELECTOR, "g.points path.point")) for c in cards), default=0)
 
     def artifact(self, experiment_id: str, run_id: str, path: str, must_show: list[str], name: str) -> View:
-        """The run's artifacts tab with ``path`` selected (its preview beside the tree)."""
+        """The run's artifacts tab with ``path`` selected (its preview beside the tree; for
+        an image, once the image has loaded)."""
         self.open(f"{self.base}/#/experiments/{experiment_id}/runs/{run_id}/artifacts/{path}?{ML}")
-        text = self.wait_text(f"Path: ", path.rsplit("/", 1)[-1], *must_show, absent=("No Artifacts Recorded",),
+        text = self.wait_text("Path: ", path.rsplit("/", 1)[-1], *must_show, absent=("No Artifacts Recorded",),
                               what=f"artifact {path} of run {run_id}")
-        return View(name, self.d.current_url, text, self.shot(name))
+        image = self.image_shown() if path.lower().endswith((".png", ".jpg", ".jpeg")) else None
+        return View(name, self.d.current_url, text, self.shot(name), image=image)
 
     def image_shown(self) -> tuple[int, int]:
         """The natural size of the largest image the artifact preview shows (0, 0: none)."""
@@ -306,6 +319,114 @@ class UIPages:
         return self.wait_for(loaded, "the artifact's image, loaded")
 
 
+@dataclass
+class Sweep:
+    """What the tour shows of one experiment: its sweep's parent run, the children, one
+    child's confusion PNG and the parent's table."""
+    experiment_id: str
+    experiment_url: str
+    parent_id: str
+    parent_name: str
+    children: dict[str, str]  # run name -> run id
+    child: str  # the child shown (first by name)
+    confusion: str  # its confusion PNG (artifact path)
+    table: str  # the parent's table (artifact path, reports/*.md)
+    table_cells: list[str]  # the table's body cells, as its Markdown holds them
+
+
+def markdown_cells(text: str) -> list[str]:
+    """The body cells of the Markdown tables in ``text`` (header and rule rows left out)."""
+    rows = [line.strip().strip("|").split("|") for line in text.splitlines() if line.strip().startswith("|")]
+    body = [r for r in rows if not all(set(c.strip()) <= set("-: ") for c in r)][1:]
+    return [c.strip() for r in body for c in r if c.strip()]
+
+
+def find_sweep(client, experiment: str | None, base_url: str) -> Sweep:
+    """The newest sweep (parent run, ``orch.run_kind=sweep``) of ``experiment`` (default:
+    the newest experiment that has one) and what the tour shows of it."""
+    import tempfile
+
+    from trainables.tracking import PARENT_RUN_TAG, RUN_KIND_TAG
+
+    exps = [client.get_experiment_by_name(experiment)] if experiment else client.search_experiments(
+        order_by=["creation_time DESC"])
+    for exp in exps:
+        if exp is None:
+            raise SystemExit(f"experiment {experiment!r}: not found")
+        parents = client.search_runs([exp.experiment_id], f"tags.`{RUN_KIND_TAG}` = 'sweep'",
+                                     order_by=["attributes.start_time DESC"], max_results=1)
+        if parents:
+            break
+    else:
+        raise SystemExit(f"no sweep (a parent run tagged {RUN_KIND_TAG}=sweep) in {experiment or 'any experiment'}")
+    parent = parents[0]
+    kids = client.search_runs([exp.experiment_id], f"tags.`{PARENT_RUN_TAG}` = '{parent.info.run_id}'",
+                              max_results=5000)
+    if not kids:
+        raise SystemExit(f"sweep {parent.info.run_name!r} ({parent.info.run_id}) has no child runs")
+    children = {r.info.run_name: r.info.run_id for r in kids}
+    child = sorted(children)[0]
+    pngs = [f.path for f in client.list_artifacts(children[child])
+            if f.path.startswith("confusion_") and f.path.endswith(".png")]
+    tables = [f.path for f in client.list_artifacts(parent.info.run_id, "reports") if f.path.endswith(".md")]
+    if not pngs or not tables:
+        raise SystemExit(f"run {child!r}: confusion PNG {pngs or 'missing'}; parent's reports/*.md {tables or 'missing'}")
+    with tempfile.TemporaryDirectory() as tmp:
+        cells = markdown_cells(Path(client.download_artifacts(parent.info.run_id, tables[0], tmp)).read_text())
+    from orchestrator.tracking_server import runs_page
+
+    return Sweep(exp.experiment_id, runs_page(base_url.rstrip("/"), exp.experiment_id), parent.info.run_id,
+                 parent.info.run_name, children, child, sorted(pngs)[0], tables[0], cells)
+
+
+def tour(pages: "UIPages", sweep: Sweep, metric: str = "val_uf1") -> dict[str, View]:
+    """Every view, in a user's order: the experiment's runs (the parent collapsed), the
+    parent expanded, the parent's overview, a child's ``metric`` chart, its confusion PNG,
+    the parent's table."""
+    views = {"runs": pages.runs_page(sweep.experiment_url, [sweep.parent_name])}
+    views["children"] = pages.expand_children(sweep.parent_name, sorted(sweep.children))
+    views["parent"] = pages.run_overview(sweep.experiment_id, sweep.parent_id, ["Child runs", *sweep.children])
+    views["metric"] = pages.metric_chart(sweep.experiment_id, sweep.children[sweep.child], sweep.child, metric)
+    views["confusion"] = pages.artifact(sweep.experiment_id, sweep.children[sweep.child], sweep.confusion, [],
+                                        "child-artifact-confusion")
+    views["table"] = pages.artifact(sweep.experiment_id, sweep.parent_id, sweep.table, sweep.table_cells,
+                                    "parent-artifact-table")
+    return views
+
+
+def main(argv: list[str] | None = None) -> int:
+    """scripts/ui-screenshots WORKDIR OUTDIR [EXPERIMENT]: start ``orch ui`` over the
+    workdir, take the tour's screenshots into OUTDIR, stop it."""
+    import argparse
+
+    from mlflow import MlflowClient
+
+    ap = argparse.ArgumentParser(prog="scripts/ui-screenshots", description=main.__doc__)
+    ap.add_argument("workdir", type=Path)
+    ap.add_argument("outdir", type=Path)
+    ap.add_argument("experiment", nargs="?", help="default: the newest experiment with a sweep")
+    a = ap.parse_args(argv)
+    workdir, outdir = a.workdir.expanduser().resolve(), a.outdir.expanduser().resolve()
+    if not (workdir / "mlflow.db").exists():
+        raise SystemExit(f"{workdir / 'mlflow.db'}: not found (is {workdir} an orch workdir?)")
+    outdir.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    ui = OrchUI(orch_ui_argv(workdir), outdir / "orch-ui.log", env=env).start()
+    try:
+        sweep = find_sweep(MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}"), a.experiment, ui.url)
+        d = chromium()
+        try:
+            for view in tour(UIPages(d, ui.url, outdir), sweep).values():
+                print(f"{view.screenshot}  ({view.url})")
+        finally:
+            d.quit()
+    finally:
+        left = ui.stop()
+    if left:
+        print(f"warning: processes {left} outlived orch ui (killed)", file=sys.stderr)
+    return 0
+
+
 def _first_displayed(elements):
     shown = [e for e in elements if e.is_displayed()]
     return shown[0] if shown else False
@@ -315,3 +436,7 @@ def _xpath_literal(s: str) -> str:
     if "'" not in s:
         return f"'{s}'"
     return "concat(" + ", \"'\", ".join(f"'{p}'" for p in s.split("'")) + ")"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
