@@ -253,18 +253,25 @@ def serve(spec: ServerSpec, say: Callable[[str], None] = print,
     if not is_loopback(spec.host):
         say(f"listening on {spec.host}:{spec.port}: reachable from other machines; Host headers allowed: "
             f"{', '.join(spec.hosts())} (--allowed-hosts to change)")
-    proc = start(spec)
     stopping = {"now": False}
+    running: dict[str, subprocess.Popen] = {}
 
     def forward(signum, frame):
         stopping["now"] = True
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+        if "proc" in running:
+            try:
+                os.killpg(running["proc"].pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
 
+    # the handlers first: a Ctrl-C while the server starts must not leave it behind
     old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    proc = None
     try:
+        proc = running["proc"] = start(spec)
+        if stopping["now"]:  # asked to stop while it was being started
+            stop(proc)
+            return 0
         wait_healthy(spec, proc)
         for line in ready(spec):
             say(line)
@@ -274,13 +281,14 @@ def serve(spec: ServerSpec, say: Callable[[str], None] = print,
             except subprocess.TimeoutExpired:
                 continue
     except ServerError:
-        if stopping["now"]:
-            return stop(proc)
+        if stopping["now"] and proc is not None:  # stopped while starting
+            stop(proc)
+            return 0
         raise
     finally:
         for s, h in old.items():
             signal.signal(s, h)
-        if proc.poll() is None or stopping["now"]:
+        if proc is not None and (proc.poll() is None or stopping["now"]):
             stop(proc)
     return 0 if stopping["now"] else proc.returncode
 

@@ -118,6 +118,7 @@ class OrchUI:
         self.workers: list[int] = []
 
     def start(self) -> "OrchUI":
+        self._from = self.log.stat().st_size if self.log.exists() else 0  # the log may hold an earlier start's
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                          start_new_session=True)
@@ -130,7 +131,9 @@ class OrchUI:
     def _wait_started(self) -> "OrchUI":
         deadline = time.monotonic() + START_WITHIN_S
         while not self.url:
-            text = self.log.read_text(errors="replace")
+            with open(self.log, "rb") as f:
+                f.seek(self._from)
+                text = f.read().decode(errors="replace")
             m = re.search(r"^MLflow UI: (http://\S+)", text, re.M)
             if m:
                 self.url = m.group(1)
