@@ -211,15 +211,21 @@ class UIPages:
         except (StaleElementReferenceException, WebDriverException):
             return ""
 
-    def wait_text(self, *needles: str, absent: tuple[str, ...] = (), what: str = "") -> str:
-        """The visible text once it holds every needle (and none of ``absent``); a
+    def wait_text(self, *needles: str, absent: tuple[str, ...] = (), some: tuple[list[str], int] = ([], 0),
+                  what: str = "") -> str:
+        """The visible text once it holds every needle, at least ``some[1]`` of the names
+        ``some[0]`` (a long table shows only its first rows) and none of ``absent``; a
         TimeoutException naming what was missing, and what the page showed, otherwise."""
         from selenium.common.exceptions import TimeoutException
         from selenium.webdriver.support.ui import WebDriverWait
 
+        names, k = some
+        needles = (*needles, *names) if k >= len(names) else needles
+
         def ready(_):
             text = self.body()
-            return text if all(n in text for n in needles) and not any(a in text for a in absent) else False
+            return text if (all(n in text for n in needles) and not any(a in text for a in absent)
+                            and sum(n in text for n in names) >= k) else False
 
         try:
             return WebDriverWait(self.d, WAIT_S, poll_frequency=0.3).until(ready)
@@ -263,20 +269,25 @@ class UIPages:
         return View("experiment-runs", self.d.current_url, text, self.shot("experiment-runs"))
 
     def expand_children(self, parent_name: str, child_names: list[str]) -> View:
-        """The runs table with the parent's row expanded: its children nested under it."""
+        """The runs table with the parent's row expanded: its children nested under it
+        (every child, or the first rows of a long sweep's)."""
         from selenium.webdriver.common.by import By
 
         row = f"//div[@role='row'][.//a[normalize-space(.)={_xpath_literal(parent_name)}]]"
-        if not all(n in self.body() for n in child_names):
+        if not any(n in self.body() for n in child_names):  # folded (a fresh browser's view)
             button = self.wait_for(lambda d: _first_displayed(d.find_elements(By.XPATH, f"{row}//button")),
                                    f"the expander of run {parent_name!r}")
             button.click()
-        text = self.wait_text(parent_name, *child_names, what="parent run's children in the runs table")
+        text = self.wait_text(parent_name, some=(child_names, min(len(child_names), 8)),
+                              what="parent run's children in the runs table")
         return View("parent-with-children", self.d.current_url, text, self.shot("parent-with-children"))
 
-    def run_overview(self, experiment_id: str, run_id: str, must_show: list[str]) -> View:
+    def run_overview(self, experiment_id: str, run_id: str, must_show: list[str],
+                     children: list[str] | None = None) -> View:
+        children = children or []
         self.open(f"{self.base}/#/experiments/{experiment_id}/runs/{run_id}?{ML}")
-        text = self.wait_text("Overview", *must_show, what=f"run {run_id} overview")
+        text = self.wait_text("Overview", *must_show, some=(children, min(len(children), 8)),
+                              what=f"run {run_id} overview")
         return View("parent-overview", self.d.current_url, text, self.shot("parent-overview"))
 
     def metric_chart(self, experiment_id: str, run_id: str, run_name: str, metric: str) -> View:
@@ -388,7 +399,7 @@ def tour(pages: "UIPages", sweep: Sweep, metric: str = "val_uf1") -> dict[str, V
     the parent's table."""
     views = {"runs": pages.runs_page(sweep.experiment_url, [sweep.parent_name])}
     views["children"] = pages.expand_children(sweep.parent_name, sorted(sweep.children))
-    views["parent"] = pages.run_overview(sweep.experiment_id, sweep.parent_id, ["Child runs", *sweep.children])
+    views["parent"] = pages.run_overview(sweep.experiment_id, sweep.parent_id, ["Child runs"], sorted(sweep.children))
     views["metric"] = pages.metric_chart(sweep.experiment_id, sweep.children[sweep.child], sweep.child, metric)
     views["confusion"] = pages.artifact(sweep.experiment_id, sweep.children[sweep.child], sweep.confusion, [],
                                         "child-artifact-confusion")
