@@ -314,7 +314,7 @@ def mlflow_ui_command(wd: Workdir) -> str:
     exe = Path(sys.executable).parent / "orch"
     orch = str(exe) if exe.exists() else "orch"
     where = f"--workdir '{wd.root}'" if uri == wd.local_tracking_uri else f"--backend-store-uri '{uri}'"
-    return f"{orch} ui {where} (then open http://127.0.0.1:5000)"
+    return f"{orch} ui {where} (it prints the address of each experiment's runs)"
 
 
 def _print_ablation(console: Console, rows: list[report.AblationRow], title: str) -> None:

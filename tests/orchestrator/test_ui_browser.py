@@ -36,7 +36,9 @@ def _local_tracking(monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
 
 
+@pytest.fixture(scope="session", autouse=True)
 def _browser() -> None:
+    """Before the other session fixtures (the store, Ray): a missing browser fails at once."""
     if os.environ.get("ORCH_SKIP_BROWSER") == "1":
         pytest.skip("ORCH_SKIP_BROWSER=1")
     try:
@@ -75,7 +77,6 @@ def _png_size(path: Path) -> tuple[int, int]:
 
 
 def test_mlflow_ui_in_chromium(tiny_store, ray_session, tmp_path, monkeypatch):
-    _browser()  # before the sweep: a missing browser fails at once
     shots = Path(os.environ.get("ORCH_UI_SCREENSHOTS") or tmp_path / "screenshots")
     wd = tmp_path / "workdir-of-the-browser-test"  # the printed commands run past 80 columns
     monkeypatch.setattr(cli.console, "width", 80)  # a log, a pipe: rich's width when not on a terminal
@@ -86,7 +87,7 @@ def test_mlflow_ui_in_chromium(tiny_store, ray_session, tmp_path, monkeypatch):
 
     # the command printed at the end of the sweep, copied whole from its one line, starts the UI
     line = next(x for x in result.output.splitlines() if x.startswith("browse the runs: "))
-    command = shlex.split(line.removeprefix("browse the runs: ").split(" (then open")[0])
+    command = shlex.split(line.removeprefix("browse the runs: ").split(" (it prints")[0])
     assert command[1:] == ["ui", "--workdir", str(wd)], line
 
     client = MlflowClient(f"sqlite:///{wd / 'mlflow.db'}")
