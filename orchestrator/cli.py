@@ -578,8 +578,9 @@ def ui(
         _fail(f"{wd.root / 'mlflow.db'}: no runs in this workdir yet (--workdir names another)")
     try:
         spec = ts.spec_for(wd.root, ts.DEFAULT_HOST, port, uri, workers=1)
-        # each experiment's address, printed once the UI answers
-        code = ts.serve(spec, say=console.print, ready=lambda s: ts.ui_ready(s, ts.experiment_pages(uri)))
+        # each experiment's address, printed once the UI answers (as it is: a name may hold "[")
+        code = ts.serve(spec, say=lambda line: console.print(line, markup=False),
+                        ready=lambda s: ts.ui_ready(s, ts.experiment_pages(uri)))
     except ts.ServerError as e:
         _fail(str(e))
     raise typer.Exit(code)
