@@ -121,8 +121,8 @@ def test_mlflow_ui_in_chromium(tiny_store, ray_session, tmp_path, monkeypatch):
     assert f"{1 + len(sweep.children)} matching runs" in runs.text
     assert EXPERIMENT in runs.text and not any(name in runs.text for name in sweep.children)
     # (b) expanded, the parent shows each of its children below it; its overview lists them
-    text = views["children"].text
-    assert all(text.index(EXPERIMENT) < text.index(name) for name in sweep.children)
+    table = views["children"].text.split("Run Name", 1)[1]  # the runs table, from its header on
+    assert all(table.index(EXPERIMENT) < table.index(name) for name in sweep.children)
     assert all(name in views["parent"].text for name in sweep.children)
     # (c) a child's val_uf1 per epoch: its chart, one point per epoch of the run's history
     history = client.get_metric_history(sweep.children[sweep.child], "val_uf1")
