@@ -22,7 +22,9 @@ from trainables.model import ModelConfig
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="orch: orchestrated micro-expression recognition experiments (Ray Tune + MLflow).")
-console = Console()
+# soft_wrap: a line longer than the terminal (or than 80 columns in a log, a pipe) is not
+# folded by rich, so the commands and paths printed for the user to copy stay whole
+console = Console(soft_wrap=True)
 app.add_typer(store_app, name="store", help="Look into a frame store: info, verify; publish one to s3:// or gs://.")
 
 # options every training command shares
@@ -595,25 +597,30 @@ def server(
 
 @app.command()
 def ui(
-    port: int = typer.Option(5000, help="Port on 127.0.0.1."),
-    backend_store_uri: Optional[str] = typer.Option(None, help="Database of runs (default: the workdir's: "
-                                                    "$MLFLOW_TRACKING_URI, else its SQLite)."),
+    port: int = typer.Option(5000, help="Port on 127.0.0.1 (0: a free one; the address is printed)."),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="Where the runs are: an `orch server` "
+                                               "(http://HEAD:5000 serves the UI itself: open it) or a database URI "
+                                               "(default: $MLFLOW_TRACKING_URI, else the workdir's SQLite)."),
+    backend_store_uri: Optional[str] = typer.Option(None, help="Database of runs (same as a database --tracking-uri)."),
     workdir: Optional[Path] = WORKDIR,
 ):
     """The MLflow UI on 127.0.0.1 over the workdir's runs (the local case; a cluster's runs
-    are browsed on its `orch server`). Ctrl-C stops it."""
+    are browsed on its `orch server`). Prints the address of each experiment's runs; Ctrl-C
+    stops it."""
     from orchestrator import tracking_server as ts
 
-    wd = _dry_workdir(workdir)
+    wd = _dry_workdir(workdir, _tracking_uri(tracking_uri))
     uri = backend_store_uri or wd.tracking_uri
     if uri.startswith(("http://", "https://")):
-        console.print(f"the runs are on the tracking server {uri}: open it in a browser (it serves the UI)")
+        console.print(f"the runs are on the tracking server {uri}: open {uri} in a browser (it serves the UI)")
         return
     if uri == wd.local_tracking_uri and not (wd.root / "mlflow.db").exists():
         _fail(f"{wd.root / 'mlflow.db'}: no runs in this workdir yet (--workdir names another)")
     try:
         spec = ts.spec_for(wd.root, ts.DEFAULT_HOST, port, uri, workers=1)
-        code = ts.serve(spec, say=console.print)
+        # each experiment's address, printed once the UI answers (as it is: a name may hold "[")
+        code = ts.serve(spec, say=lambda line: console.print(line, markup=False),
+                        ready=lambda s: ts.ui_ready(s, ts.experiment_pages(uri)))
     except ts.ServerError as e:
         _fail(str(e))
     raise typer.Exit(code)

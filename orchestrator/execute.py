@@ -19,6 +19,7 @@ import torch
 from rich.columns import Columns
 from rich.console import Console
 from rich.markdown import Markdown
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from orchestrator import packing, protocols, reports
@@ -237,8 +238,8 @@ def _run_plans(exp: Experiment, plans: list[TrialPlan], fs: FrameStore, wd: Work
     console.print(code_summary(outcome))
     for line in outcome.errors:
         console.print(f"[red]failed trial[/] {line} (full traceback: the run's orch.error tag in MLflow)")
-    console.print(f"browse the runs: [bold]{mlflow_ui_command(wd)}[/]")
-    console.print(f"workdir: [bold]{wd.root}[/]")
+    console.print(f"browse the runs: [bold]{escape(mlflow_ui_command(wd))}[/]")
+    console.print(f"workdir: [bold]{escape(str(wd.root))}[/]")
     return 1 if outcome.n_errored else 0
 
 
@@ -281,7 +282,7 @@ def mlflow_ui_command(wd: Workdir) -> str:
     exe = Path(sys.executable).parent / "orch"
     orch = str(exe) if exe.exists() else "orch"
     where = f"--workdir '{wd.root}'" if uri == wd.local_tracking_uri else f"--backend-store-uri '{uri}'"
-    return f"{orch} ui {where} (then open http://127.0.0.1:5000)"
+    return f"{orch} ui {where} (it prints the address of each experiment's runs)"
 
 
 def search_then_run(exp: Experiment, wd: Workdir, console: Console, address: str | None, show_progress: bool,
@@ -343,7 +344,7 @@ def search_then_run(exp: Experiment, wd: Workdir, console: Console, address: str
             console.print(f"best configuration (validation UF1 {best_val * 100:.2f} %): "
                           + ", ".join(f"{k}={_get(trial, k)}" for k in space))
             (out / "best.yaml").write_text(best.to_yaml())
-            console.print(f"best experiment: {out / 'best.yaml'} (re-run it with orch run)")
+            console.print(escape(f"best experiment: {out / 'best.yaml'} (re-run it with: orch run {out / 'best.yaml'})"))
             return execute(best, wd, console, address, show_progress, reuse_across_versions=reuse_across_versions)
         with open(out / "best_per_fold.csv", "w", newline="") as f:
             w = csv.writer(f)

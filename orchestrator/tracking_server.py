@@ -161,8 +161,10 @@ def spec_for(workdir_root: Path, host: str | None = None, port: int = DEFAULT_PO
     """The server of a workdir: its SQLite (unless a database URI is given) and its
     ``mlartifacts/``; loopback unless ``host`` names another interface."""
     host = host or DEFAULT_HOST
+    if port == 0:
+        port = free_port(host)
     if not 1 <= port <= 65535:
-        raise ServerError(f"--port {port}: expected 1-65535")
+        raise ServerError(f"--port {port}: expected 1-65535 (or 0: a free port)")
     if workers < 1:
         raise ServerError(f"--workers {workers}: at least 1")
     backend = check_backend_uri(backend_store_uri) if backend_store_uri else f"sqlite:///{workdir_root / 'mlflow.db'}"
@@ -170,6 +172,13 @@ def spec_for(workdir_root: Path, host: str | None = None, port: int = DEFAULT_PO
     if "*" in hosts:
         raise ServerError("--allowed-hosts '*': every Host header would be accepted (DNS rebinding); name the hosts")
     return ServerSpec(host, port, backend, workdir_root / "mlartifacts", workers, hosts)
+
+
+def free_port(host: str = DEFAULT_HOST) -> int:
+    """A port nothing listens on now on ``host`` (the system picks it): ``--port 0``."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -230,39 +239,81 @@ def stop(proc: subprocess.Popen, within_s: float = STOP_WITHIN_S) -> int:
     return proc.wait()
 
 
-def serve(spec: ServerSpec, say: Callable[[str], None] = print) -> int:
-    """Run the server until it exits or Ctrl-C / SIGTERM (forwarded); its exit status."""
+def server_ready(spec: ServerSpec) -> list[str]:
+    """What ``orch server`` says once it answers: where it is and how the trials use it."""
+    return [f"tracking server ready: {spec.uri}  (backend {spec.backend_store_uri}; artifacts {spec.artifacts})",
+            f"use it with: --tracking-uri {spec.uri}   (or export MLFLOW_TRACKING_URI={spec.uri}); "
+            f"UI: {spec.uri}; Ctrl-C stops it"]
+
+
+def serve(spec: ServerSpec, say: Callable[[str], None] = print,
+          ready: Callable[[ServerSpec], list[str]] = server_ready) -> int:
+    """Run the server until it exits or Ctrl-C / SIGTERM (forwarded); its exit status.
+    Once it answers, each line of ``ready(spec)`` is said."""
     if not is_loopback(spec.host):
         say(f"listening on {spec.host}:{spec.port}: reachable from other machines; Host headers allowed: "
             f"{', '.join(spec.hosts())} (--allowed-hosts to change)")
-    proc = start(spec)
     stopping = {"now": False}
+    running: dict[str, subprocess.Popen] = {}
 
     def forward(signum, frame):
         stopping["now"] = True
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+        if "proc" in running:
+            try:
+                os.killpg(running["proc"].pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
 
+    # the handlers first: a Ctrl-C while the server starts must not leave it behind
     old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    proc = None
     try:
+        proc = running["proc"] = start(spec)
+        if stopping["now"]:  # asked to stop while it was being started
+            stop(proc)
+            return 0
         wait_healthy(spec, proc)
-        say(f"tracking server ready: {spec.uri}  (backend {spec.backend_store_uri}; artifacts {spec.artifacts})")
-        say(f"use it with: --tracking-uri {spec.uri}   (or export MLFLOW_TRACKING_URI={spec.uri}); "
-            f"UI: {spec.uri}; Ctrl-C stops it")
+        for line in ready(spec):
+            say(line)
         while proc.poll() is None and not stopping["now"]:
             try:
                 proc.wait(1.0)
             except subprocess.TimeoutExpired:
                 continue
     except ServerError:
-        if stopping["now"]:
-            return stop(proc)
+        if stopping["now"] and proc is not None:  # stopped while starting
+            stop(proc)
+            return 0
         raise
     finally:
         for s, h in old.items():
             signal.signal(s, h)
-        if proc.poll() is None or stopping["now"]:
+        if proc is not None and (proc.poll() is None or stopping["now"]):
             stop(proc)
     return 0 if stopping["now"] else proc.returncode
+
+
+def experiment_pages(backend_store_uri: str) -> list[tuple[str, str]]:
+    """(name, id) of each live experiment in the database, newest first (for ``orch ui``)."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        found = MlflowClient(backend_store_uri).search_experiments(order_by=["creation_time DESC"])
+    except MlflowException as e:
+        raise ServerError(f"{backend_store_uri}: cannot read its experiments ({str(e).splitlines()[0]})") from None
+    return [(e.name, e.experiment_id) for e in found if e.name != "Default"]
+
+
+def runs_page(base_url: str, experiment_id: str) -> str:
+    """The address of an experiment's training runs in the MLflow UI. ``workflowType``: the
+    UI's "Model training" side (MLflow 3.17's UI opens an experiment on its GenAI side,
+    Traces, unless the browser last chose the other)."""
+    return f"{base_url}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+
+
+def ui_ready(spec: ServerSpec, experiments: list[tuple[str, str]]) -> list[str]:
+    """What ``orch ui`` says once the UI answers: its address, then each experiment's runs page."""
+    lines = [f"MLflow UI: {spec.uri}  (runs of {spec.backend_store_uri}; Ctrl-C stops it)"]
+    lines += [f"experiment {name!r}: {runs_page(spec.uri, eid)}" for name, eid in experiments]
+    return lines

@@ -77,3 +77,21 @@ def test_tracking_uri_option_wins_and_the_summary_says_how_to_browse(tmp_path, m
     assert "ui --backend-store-uri 'sqlite:////elsewhere/mlflow.db'" in mlflow_ui_command(Workdir.resolve(tmp_path))
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
     assert mlflow_ui_command(Workdir.resolve(tmp_path)).split(" (")[0].endswith(f"ui --workdir '{tmp_path}'")
+
+
+def test_port_0_is_a_free_port_named_in_the_spec(tmp_path):
+    spec = ts.spec_for(tmp_path, port=0)
+    assert 1 <= spec.port <= 65535 and f"127.0.0.1:{spec.port}" in spec.hosts()
+    ts.check_port_free("127.0.0.1", spec.port)  # nothing listens there
+    assert _opt(spec.command(), "--port") == str(spec.port)
+
+
+def test_orch_ui_names_each_experiments_runs_page(tmp_path):
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    eid = MlflowClient(uri).create_experiment("abl")
+    lines = ts.ui_ready(ts.spec_for(tmp_path, port=5123, backend_store_uri=uri), ts.experiment_pages(uri))
+    assert lines[0].startswith("MLflow UI: http://127.0.0.1:5123 ")
+    # the "Model training" side of MLflow 3.17's UI: its GenAI side (Traces) otherwise
+    assert lines[1:] == [f"experiment 'abl': http://127.0.0.1:5123/#/experiments/{eid}/runs?workflowType=machine_learning"]
