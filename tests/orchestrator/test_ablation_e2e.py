@@ -19,6 +19,7 @@ from orchestrator.protocols import plan
 from orchestrator.runner import run_sweep
 from orchestrator.workdir import Workdir
 from storage.store import FrameStore
+from tests.support.run_tree import one_parent, parent_trials, trial_runs
 from trainables.config import TrainConfig, TrialConfig
 
 pytestmark = pytest.mark.slow
@@ -32,7 +33,7 @@ def _local_tracking(monkeypatch):
 def _runs(workdir: Path, experiment: str):
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
     exp = client.get_experiment_by_name(experiment)
-    return client, client.search_runs([exp.experiment_id], max_results=1000)
+    return client, trial_runs(client, exp.experiment_id)
 
 
 def test_orch_ablation_runs_logs_and_tabulates(tiny_store, ray_session, tmp_path):
@@ -47,6 +48,20 @@ def test_orch_ablation_runs_logs_and_tabulates(tiny_store, ray_session, tmp_path
     client, runs = _runs(wd, "e2e")
     assert len(runs) == 4
     assert {r.info.status for r in runs} == {"FINISHED"}
+    assert sorted(r.info.run_name for r in runs) == ["seed0-N4", "seed0-Nall", "seed1-N4", "seed1-Nall"]  # readable
+    experiment = client.get_experiment_by_name("e2e")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert "`orch table e2e`" in experiment.tags["mlflow.note.content"]
+    parent = one_parent(client, experiment.experiment_id, n_children=4)
+    assert parent.info.run_name == "e2e" and parent.data.tags["orch.n_trials"] == "4"
+    assert parent.data.tags["orch.n_failed"] == "0" and parent.data.tags["orch.reuse_across_versions"] == "false"
+    assert parent.data.tags["orch.code_digest"] == runs[0].data.tags["orch.code_digest"]
+    assert parent.data.params["data.store_fingerprint"] == FrameStore(tiny_store).fingerprint
+    assert parent.data.params["protocol"] == "ablation" and parent.data.params["experiment.name"] == "e2e"
+    assert sorted((t["seed"], t["length"]) for t in parent_trials(client, parent)) == [
+        (0, "4"), (0, "all"), (1, "4"), (1, "all")]
+    yaml_text = open(client.download_artifacts(parent.info.run_id, "experiment.yaml")).read()
+    assert Experiment.from_dict(__import__("yaml").safe_load(yaml_text)).seeds == (0, 1)
     fingerprint = FrameStore(tiny_store).fingerprint
     assert {(r.data.params["seed"], r.data.params["length"]) for r in runs} == {
         ("0", "4"), ("0", "all"), ("1", "4"), ("1", "all")}
@@ -82,6 +97,8 @@ def test_orch_ablation_runs_logs_and_tabulates(tiny_store, ray_session, tmp_path
     assert "0 trained, 4 reused" in again.output
     _, runs_after = _runs(wd, "e2e")
     assert sorted(r.info.run_id for r in runs_after) == sorted(r.info.run_id for r in runs)
+    # ... and its parent: still one, FINISHED again, its children the same runs
+    assert one_parent(client, experiment.experiment_id, n_children=4).info.run_id == parent.info.run_id
 
     # a narrower invocation tabulates only its own trials
     narrow = [*args]
@@ -92,6 +109,11 @@ def test_orch_ablation_runs_logs_and_tabulates(tiny_store, ray_session, tmp_path
     seed0 = next(r for r in runs if r.data.params["seed"] == "0" and r.data.params["length"] == "4")
     assert [(r["n_frames"], r["n_seeds"]) for r in rows] == [("4", "1")]
     assert float(rows[0]["uf1_mean"]) == pytest.approx(seed0.data.metrics["test_uf1"])
+    # the same parent describes the latest invocation: its trial count and trials
+    narrowed = one_parent(client, experiment.experiment_id, n_children=4)
+    assert narrowed.info.run_id == parent.info.run_id and narrowed.data.tags["orch.n_trials"] == "1"
+    assert [t["name"] for t in parent_trials(client, narrowed)] == ["seed0-N4"]
+    assert open(client.download_artifacts(parent.info.run_id, "command.txt")).read().strip()  # (here: pytest's argv)
 
 
 def _counting(trained: str):
@@ -172,6 +194,8 @@ def test_failed_trial_is_retried_into_the_same_run_with_the_same_result(tiny_sto
     assert _trained(trained) == [1, 2, 3, 3, 4]
     client, runs = _runs(wd.root, "flaky")
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    # the retried trial stayed the one child of the sweep's one parent
+    one_parent(client, client.get_experiment_by_name("flaky").experiment_id, n_children=1)
     steps = [m.step for m in client.get_metric_history(runs[0].info.run_id, "val_uf1")]
     assert sorted(steps) == [1, 2, 3, 4]  # epoch 3 was trained twice, logged once
 
