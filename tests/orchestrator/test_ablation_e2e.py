@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import os
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ from orchestrator.workdir import Workdir
 from storage.store import FrameStore
 from tests.support.run_tree import one_parent, parent_trials, trial_runs
 from trainables.config import TrainConfig, TrialConfig
+from trainables.confusion_figure import confusion_png
 
 pytestmark = pytest.mark.slow
 
@@ -77,6 +79,11 @@ def test_orch_ablation_runs_logs_and_tabulates(tiny_store, ray_session, tmp_path
         history = client.get_metric_history(r.info.run_id, "val_uf1")
         assert sorted(h.step for h in history) == [1, 2, 3]
         assert m["best_val_uf1"] == max(h.value for h in history)
+        # the confusion figure is the run's matrix drawn with its class names (the same bytes drawn here)
+        confusion = json.loads(open(client.download_artifacts(r.info.run_id, "confusion_test.json")).read())
+        png = open(client.download_artifacts(r.info.run_id, "confusion_test.png"), "rb").read()
+        assert png == confusion_png(confusion["matrix"], confusion["classes"], f"{r.info.run_name}: test")
+        assert confusion["classes"] == p["data.classes"].split(",")
 
     with open(wd / "reports" / "e2e" / "table4.csv") as f:
         table = {row["n_frames"]: row for row in csv.DictReader(f)}
