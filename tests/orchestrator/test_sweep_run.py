@@ -63,7 +63,7 @@ def test_a_deleted_experiment_is_refused_not_restored(uri, tmp_path):
 def test_the_cli_says_what_to_do_about_a_deleted_experiment_without_a_traceback(uri, tiny_store, tmp_path):
     wd = tmp_path / "work"
     client = MlflowClient(uri)
-    client.delete_experiment(client.create_experiment("gone-cli"))
+    client.delete_experiment(client.create_experiment("gone-cli", artifact_location=(tmp_path / "a").as_uri()))
     r = CliRunner().invoke(app, ["ablation", "--seeds", "1", "--lengths", "4", "--epochs", "1", "--store",
                                  str(tiny_store), "--experiment", "gone-cli", "--workdir", str(wd),
                                  "--tracking-uri", uri, "--no-progress"])
