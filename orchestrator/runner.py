@@ -155,7 +155,8 @@ def run_sweep(exp: Experiment, plans: list[TrialPlan], store_fingerprint: str, w
     for name in ("mlflow", "alembic", "ray"):
         logging.getLogger(name).setLevel(logging.WARNING)
     uri = workdir.tracking_uri
-    experiment_id = ensure_experiment(uri, exp.name, workdir.artifacts, describe(exp, store_fingerprint, search is not None))
+    experiment_id = ensure_experiment(uri, exp.name, workdir.artifacts,
+                                      describe(exp, store_fingerprint, search=search is not None))
     sweep_key = exp.sweep_key(store_fingerprint) + ("/search" if search else "")
     own = sorted(json.dumps([p.name, p.trial], sort_keys=True) for p in plans if p.trial is not None)
     if own:  # trials with their own configs (a nested search's): the sweep is those configs too

@@ -83,14 +83,14 @@ def describe(exp: Experiment, store_fingerprint: str, search: bool = False) -> s
     """The experiment's description (Markdown): what it is and where its table is."""
     p, t = exp.protocol, exp.trial
     store = exp.store or f"the built-in benchmark {exp.benchmark!r}"
-    what = "hyperparameter search (then the best configuration runs as experiment " \
-           f"`{exp.name}-best`), " if search else ""
+    what = f"hyperparameter search (then the best configuration runs as experiment `{exp.name}-best`), " \
+        if search else ""
+    parent = f"`{exp.name}-search`" if search else f"`{exp.name}`"
     return (f"**orch experiment `{exp.name}`**: {what}protocol **{p.kind}** ({p.roles_text()}); "
             f"{len(exp.seeds)} seeds x {len(exp.lengths)} lengths ({', '.join(exp.lengths)}); "
             f"{t.train.epochs} epochs; store {store} (fingerprint {store_fingerprint[:12]}).\n\n"
-            f"Each sweep is a parent run named `{exp.name}`{' (search: `' + exp.name + '-search`)' if search else ''} "
-            f"whose children are its trials. The table: `orch table {exp.name}`, or the parent run's "
-            f"`reports/` artifacts.")
+            f"Each sweep is a parent run (named {parent}) whose children are its trials. The table: "
+            f"`orch table {exp.name}`, or the parent run's `reports/` artifacts.")
 
 
 def ensure_experiment(uri: str, name: str, artifact_root: Path, description: str = "") -> str:
@@ -150,6 +150,9 @@ class SweepParent:
                 max_results=100, order_by=["attributes.start_time ASC"]), "looking up the sweep's parent run")
             if found:
                 run = found[0]
+                for extra in found[1:]:  # copies a retried create of this call made
+                    if extra.data.tags.get(OPEN_ID_TAG) == open_id:
+                        backoff.call(lambda: client.delete_run(extra.info.run_id), "deleting a duplicate parent")
                 break
             try:
                 client.create_run(experiment_id, run_name=run_name, tags={
@@ -173,8 +176,8 @@ class SweepParent:
                 backoff.call(lambda: client.delete_tag(parent.run_id, stale), "clearing the parent's last outcome")
         if run.info.status != "RUNNING":
             backoff.call(lambda: client.update_run(parent.run_id, status="RUNNING"), "reopening the parent run")
-        parent.log_files({**files, EXPERIMENT_ARTIFACT: exp.to_yaml(), TRIALS_ARTIFACT: json.dumps(here["trials"], indent=1),
-                          COMMAND_ARTIFACT: command + "\n"})
+        parent.log_files({**files, EXPERIMENT_ARTIFACT: exp.to_yaml(),
+                          TRIALS_ARTIFACT: json.dumps(here["trials"], indent=1), COMMAND_ARTIFACT: command + "\n"})
         return parent
 
     def log_files(self, files: dict[str, str | bytes]) -> None:

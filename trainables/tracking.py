@@ -5,6 +5,9 @@ leaves runs RUNNING when the driver dies; this does the logging inside the trial
 
 - the run carries the tag ``orch.trial_key``; a retried or restored trial finds its run by
   that tag and continues it (status back to RUNNING) instead of opening a second one;
+- the run is a child of its sweep's parent run (``orchestrator.sweep_run``): made with
+  ``mlflow.parentRunId`` and ``orch.run_kind = trial``; a run found again (continued, or
+  FINISHED and reused) is given the current parent if it names another, or none;
 - per-epoch metrics carry ``step = epoch``; epochs the run already holds are not logged
   again, so a trial resumed from an older checkpoint does not duplicate history;
 - per-epoch metrics are buffered and written in one ``log_batch`` at least every
