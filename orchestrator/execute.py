@@ -30,6 +30,7 @@ from orchestrator.reports.runs import ConfusionReader, TrialResult, classes_of, 
 from orchestrator.search_space import is_random
 from orchestrator.runner import ResourceError, Search, SweepOutcome, grid_size, init_ray, run_sweep
 from orchestrator.store_uri import open_remote, publish_benchmark
+from orchestrator.sweep_run import DeletedExperiment
 from orchestrator.tune_restore import RestoreError
 from orchestrator.tune_storage import StorageError
 from orchestrator.workdir import Workdir
@@ -198,7 +199,7 @@ def sweep(exp: Experiment, plans: list[TrialPlan], fs: FrameStore, wd: Workdir, 
     try:
         return run_sweep(exp, plans, fs.fingerprint, wd, address=address, console=console,
                          show_progress=show_progress, search=search, reuse_across_versions=reuse_across_versions)
-    except (ResourceError, StorageError, RestoreError) as e:
+    except (ResourceError, StorageError, RestoreError, DeletedExperiment) as e:
         raise CommandError(str(e)) from None
 
 

@@ -15,7 +15,6 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import ray
 from mlflow import MlflowClient
@@ -27,6 +26,7 @@ from rich.console import Console
 from orchestrator.experiment import Experiment
 from orchestrator.protocols import TrialPlan
 from orchestrator.progress import SweepProgress
+from orchestrator.sweep_run import SweepParent, command_line, describe, ensure_experiment
 from orchestrator.tune_restore import lost_checkpoints, restart_errored, restorable
 from orchestrator.tune_storage import TuneStorage, tune_name as sweep_tune_name
 from orchestrator.workdir import Workdir
@@ -53,6 +53,7 @@ class SweepOutcome:
     n_reused: int = 0  # trials that reused a FINISHED run instead of training
     n_reused_other_code: int = 0  # ... of which the run was made by other code (reuse_across_versions)
     code: dict | None = None  # the code version every trial ran with (trainables.code_version)
+    parent_run_id: str = ""  # the sweep's parent run (orchestrator.sweep_run): the reports go on it
 
     @property
     def n_trained(self) -> int:
@@ -72,23 +73,6 @@ def check_resources(resources: dict[str, float], local: bool) -> None:
     if short:
         log.warning("the cluster has fewer resources than one trial asks for (%s): trials wait until "
                     "the autoscaler adds nodes", short)
-
-
-def ensure_mlflow_experiment(uri: str, name: str, artifact_root: Path) -> str:
-    """The MLflow experiment's id, created (with artifacts under the workdir) if new.
-
-    Done once in the driver, before any trial starts, so that trials never race to create
-    it (or to migrate a new SQLite database)."""
-    client = MlflowClient(uri)
-    exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        if exp.lifecycle_stage == "deleted":
-            client.restore_experiment(exp.experiment_id)
-        return exp.experiment_id
-    artifact_location = None
-    if uri.startswith("sqlite:") or "://" not in uri:
-        artifact_location = (artifact_root / name).resolve().as_uri()
-    return client.create_experiment(name, artifact_location=artifact_location)
 
 
 def end_stale_runs(uri: str, experiment_id: str, sweep_key: str) -> int:
@@ -153,13 +137,17 @@ class Search:
 def run_sweep(exp: Experiment, plans: list[TrialPlan], store_fingerprint: str, workdir: Workdir,
               address: str | None = None, console: Console | None = None, show_progress: bool = True,
               trainable=train_trial, search: Search | None = None,
-              reuse_across_versions: bool = False) -> SweepOutcome:
+              reuse_across_versions: bool = False, command: str | None = None) -> SweepOutcome:
     """Every plan as one Ray Tune experiment (with ``search``: the one plan, ``samples``
     configurations drawn from the space, ASHA on a validation metric).
 
     The code version (``code_version()``: digest, git commit, library versions) is taken
     once, here, and given to every trial: a FINISHED run is reused only if this code made
-    it, or with ``reuse_across_versions`` whatever code made it."""
+    it, or with ``reuse_across_versions`` whatever code made it.
+
+    The sweep's parent run (``sweep_run.SweepParent``, found by the sweep key or made) is
+    opened before any trial starts and closed when the sweep ends, however it ends; every
+    trial's run is its child. ``command``: the command line it records (``sys.argv``)."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # one checkpoint kept per trial forces an experiment snapshot per checkpoint; that is
     # intended here (small checkpoints, few trials per node), so Tune need not warn about it
@@ -167,7 +155,8 @@ def run_sweep(exp: Experiment, plans: list[TrialPlan], store_fingerprint: str, w
     for name in ("mlflow", "alembic", "ray"):
         logging.getLogger(name).setLevel(logging.WARNING)
     uri = workdir.tracking_uri
-    experiment_id = ensure_mlflow_experiment(uri, exp.name, workdir.artifacts)
+    experiment_id = ensure_experiment(uri, exp.name, workdir.artifacts,
+                                      describe(exp, store_fingerprint, search=search is not None))
     sweep_key = exp.sweep_key(store_fingerprint) + ("/search" if search else "")
     own = sorted(json.dumps([p.name, p.trial], sort_keys=True) for p in plans if p.trial is not None)
     if own:  # trials with their own configs (a nested search's): the sweep is those configs too
@@ -205,10 +194,17 @@ def run_sweep(exp: Experiment, plans: list[TrialPlan], store_fingerprint: str, w
     search_knobs = {k: v for k, v in dataclasses.asdict(search).items() if k != "space"} if search else None
     tune_name = sweep_tune_name(exp.name, {**param_space, "search": search_knobs})
     progress = SweepProgress(n_trials, exp.trial.train.epochs, console=console, enabled=show_progress)
-    started = init_ray(address, workdir)
+    parent = SweepParent.open(uri, experiment_id, sweep_key, exp, plans, n_trials, store_fingerprint, code,
+                              reuse_across_versions, command or command_line(),
+                              exp.name + ("-search" if search else ""))
+    # after the Tune name is taken: the parent's id is no part of the sweep's identity (the same
+    # sweep finds the same parent anyway, and its interrupted Tune experiment by the same name)
+    param_space["tracking"]["parent_run_id"] = parent.run_id
+    started = False
     t0 = time.time()
-    restored = None
+    restored = errors = failure = None
     try:
+        started = init_ray(address, workdir)
         check_resources(resources, local=not address)
         if address and storage.is_local and console is not None:
             console.print(f"Tune storage: {storage.path} (a local path: on a cluster of several machines it must "
@@ -261,14 +257,20 @@ def run_sweep(exp: Experiment, plans: list[TrialPlan], store_fingerprint: str, w
             if ok:
                 top = max(ok, key=lambda r: r.metrics["best_val_uf1"])
                 best = (top.config["trial"], float(top.metrics["best_val_uf1"]))
+    except BaseException as e:
+        failure = e
+        raise
     finally:
-        end_stale_runs(uri, experiment_id, sweep_key)
-        if started:
-            ray.shutdown()
+        try:
+            end_stale_runs(uri, experiment_id, sweep_key)
+        finally:
+            parent.close(None if errors is None else len(errors), failure)
+            if started:
+                ray.shutdown()
     return SweepOutcome(experiment_id, sweep_key, n_trials, len(errors),
                         storage.experiment_uri(tune_name), time.time() - t0, errors, best,
                         n_reused=len(reused), n_reused_other_code=sum(bool(m.get("reused_other_code")) for m in reused),
-                        code=code)
+                        code=code, parent_run_id=parent.run_id)
 
 
 def grid_size(space: dict) -> int:

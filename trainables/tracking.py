@@ -5,6 +5,9 @@ leaves runs RUNNING when the driver dies; this does the logging inside the trial
 
 - the run carries the tag ``orch.trial_key``; a retried or restored trial finds its run by
   that tag and continues it (status back to RUNNING) instead of opening a second one;
+- the run is a child of its sweep's parent run (``orchestrator.sweep_run``): made with
+  ``mlflow.parentRunId`` and ``orch.run_kind = trial``; a run found again (continued, or
+  FINISHED and reused) is given the current parent if it names another, or none;
 - per-epoch metrics carry ``step = epoch``; epochs the run already holds are not logged
   again, so a trial resumed from an older checkpoint does not duplicate history;
 - per-epoch metrics are buffered and written in one ``log_batch`` at least every
@@ -39,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunStatus
+from mlflow.entities import Metric, Param, RunStatus, RunTag
 
 from trainables.mlflow_filter import mlflow_quote
 from trainables.tracking_retry import Backoff, TrackingUnavailable, is_transient, quick_http_retries
@@ -70,6 +73,7 @@ class TrackingConfig:
     run_name: str
     code_digest: str = ""  # the code running this trial; part of its identity
     reuse_across_versions: bool = False  # a FINISHED run of the same key made by other code is reused too
+    parent_run_id: str = ""  # the sweep's parent run (orchestrator.sweep_run): the trial's run is its child
 
 
 def pick_run(runs: list, code_digest: str, across_versions: bool = False):
@@ -125,8 +129,10 @@ class TrialRun:
                 return cls(client, run_id, "RUNNING", 0, cfg.code_digest, backoff)
             run = pick_run(found, cfg.code_digest, cfg.reuse_across_versions)
             if run is not None:
+                _adopt(client, run, cfg.parent_run_id, backoff)
                 return cls._continue(client, run, params, backoff)
             all_tags = {TRIAL_KEY_TAG: cfg.trial_key, SWEEP_KEY_TAG: cfg.sweep_key, CODE_DIGEST_TAG: cfg.code_digest,
+                        RUN_KIND_TAG: "trial", **({PARENT_RUN_TAG: cfg.parent_run_id} if cfg.parent_run_id else {}),
                         **(tags or {}), OPEN_ID_TAG: open_id}
             try:
                 client.create_run(cfg.experiment_id, run_name=cfg.run_name, tags=all_tags)
@@ -255,6 +261,15 @@ class TrialRun:
             except TrackingUnavailable as e:
                 log.warning("could not close the run FAILED: %s", e)
         self.status = "FAILED"
+
+
+def _adopt(client: MlflowClient, run, parent_run_id: str, backoff: Backoff) -> None:
+    """A run found again (continued, or FINISHED and reused) is a child of the current
+    sweep's parent: a run made before parents existed, or under another parent, is moved."""
+    tags = {RUN_KIND_TAG: "trial", **({PARENT_RUN_TAG: parent_run_id} if parent_run_id else {})}
+    changed = [RunTag(k, v) for k, v in tags.items() if run.data.tags.get(k) != v]
+    if changed:
+        backoff.call(lambda: client.log_batch(run.info.run_id, tags=changed), "making the run a child of its sweep")
 
 
 def _log_params(client: MlflowClient, run_id: str, params: dict[str, str]) -> None:

@@ -1,7 +1,7 @@
 """The Ray Tune trainable: a plain function of ``config``.
 
 ``config`` = ``{"plan": {name, seed, length, fold, roles}, "trial": TrialConfig dict,
-"tracking": {uri, experiment_id, sweep_key, sweep_name, reuse_across_versions}, "code": the
+"tracking": {uri, experiment_id, sweep_key, sweep_name, reuse_across_versions, parent_run_id}, "code": the
 driver's ``code_version.code_version()`` (digest, project version, git commit, library
 versions; a trial's identity includes its digest), "params": experiment-level MLflow
 params, "experiment_yaml": the whole experiment, "threads": int, "checkpoint_every": int,
@@ -42,10 +42,12 @@ from storage.store import FrameStore
 from storage.store_cache import open_store as open_cached
 from trainables.code_version import code_version
 from trainables.config import TrialConfig
+from trainables.confusion_figure import confusion_png
 from trainables.data import SplitData, fit_to_store, frame_limit, load_split
 from trainables.device import trial_device
 from trainables.fit import FitState, Fitter, LeakageError, evaluate
 from trainables.model import create_model
+from trainables.run_params import fit_params
 from trainables.tracking import TrackingConfig, TrialRun
 
 STATE_FILE = "state.pt"
@@ -122,6 +124,7 @@ def train_trial(config: dict) -> None:
         uri=t["uri"], experiment_id=t["experiment_id"], sweep_key=t["sweep_key"],
         trial_key=trial_key(t["sweep_key"], plan["name"], trial, plan["roles"]), run_name=plan["name"],
         code_digest=code["digest"], reuse_across_versions=bool(t.get("reuse_across_versions")),
+        parent_run_id=t.get("parent_run_id", ""),
     )
     # the GPU Ray assigned (it sets CUDA_VISIBLE_DEVICES), or a clear error before any run is opened
     where = trial_device(ray.get_gpu_ids(), bool(config.get("allow_cpu_for_gpu_trials")))
@@ -130,6 +133,7 @@ def train_trial(config: dict) -> None:
               "data.store_fingerprint": store.fingerprint, "data.classes": ",".join(labels.classes),
               "runtime.device": device.type, "runtime.threads": str(torch.get_num_threads()),
               **{f"code.{k}": v for k, v in code.items()}, **_role_params(roles)}
+    params, param_files = fit_params(params)  # values too long for MLflow: artifacts, named by their param
     tags = {"orch.sweep": t.get("sweep_name", ""), "orch.seed": str(trial.seed), "orch.length": length,
             # where it runs now (tags: a trial resumed on another node says so)
             "orch.device": where.description, "orch.gpu_ids": ",".join(where.gpu_ids),
@@ -148,7 +152,7 @@ def train_trial(config: dict) -> None:
                      "reused_other_code": int(run.code_digest != code["digest"])})
         return
     try:
-        run.log_files({"experiment.yaml": config.get("experiment_yaml", ""),
+        run.log_files({**param_files, "experiment.yaml": config.get("experiment_yaml", ""),
                        SAMPLES_ARTIFACT: json.dumps(roles.sample_ids(store, classes), indent=1)})
         _train(trial, roles, labels, classes, store, run, config, device)
     except Exception:
@@ -160,16 +164,15 @@ def train_trial(config: dict) -> None:
 
 
 def _role_params(roles: Roles) -> dict[str, str]:
-    """What each role is, as MLflow params: its store splits and subjects (listed while they
-    fit an MLflow param; the clip ids themselves are the run's samples.json)."""
+    """What each role is, as MLflow params: its store splits and subjects (a list too long
+    for a param becomes an artifact: ``run_params.fit_params``; the clip ids themselves are
+    the run's samples.json)."""
     out = {}
     named = {"train": roles.train, "validation": roles.validation, **{f"test.{k}": v for k, v in roles.tests.items()}}
     for role, sel in named.items():
         out[f"split.{role}"] = ",".join(sel.splits) or "*"
         if sel.subjects is not None:
-            listed = ",".join(sel.subjects)
-            out[f"subjects.{role}"] = listed if len(listed) <= 4000 else (
-                f"{len(sel.subjects)} subjects, sha256 {hashlib.sha256(listed.encode()).hexdigest()[:12]}")
+            out[f"subjects.{role}"] = ",".join(sel.subjects)
     return out
 
 
@@ -190,7 +193,8 @@ def _train(trial: TrialConfig, roles: Roles, labels: LabelMap, classes: np.ndarr
     fitter = Fitter(model, trial.train, trial.seed, num_classes, train, val, state)
     every = max(1, int(config.get("checkpoint_every", 5)))
     last = trial.train.epochs
-    closing = lambda: _test(fitter, roles, labels, data, trial, bool(config.get("save_model")))  # noqa: E731
+    closing = lambda: _test(fitter, roles, labels, data, trial, bool(config.get("save_model")),  # noqa: E731
+                            config["plan"]["name"])
     for log in fitter.epochs():
         metrics = {"lr": log.lr, "train_loss": log.train_loss, **_named(log.val, "val_"),
                    "best_val_uf1": fitter.state.best_val_uf1}
@@ -223,9 +227,11 @@ def metric_prefix(name: str) -> str:
     return f"{name}_" if name.startswith("test") else f"test_{name}_"
 
 
-def _test(fitter: Fitter, roles: Roles, labels: LabelMap, data, trial: TrialConfig, save_model: bool):
+def _test(fitter: Fitter, roles: Roles, labels: LabelMap, data, trial: TrialConfig, save_model: bool,
+          run_name: str = ""):
     """The selected (best-validation) parameters on each test set — the only time test data
-    is loaded. Returns the final metrics and the run's closing artifacts."""
+    is loaded. Returns the final metrics and the run's closing artifacts (per test set its
+    predictions, and its confusion matrix as JSON and as a figure with the class names)."""
     final = {"best_epoch": fitter.state.best_epoch, "best_val_uf1": fitter.state.best_val_uf1}
     files: dict[str, str | bytes] = {}
     selected = fitter.selected_model()
@@ -241,6 +247,7 @@ def _test(fitter: Fitter, roles: Roles, labels: LabelMap, data, trial: TrialConf
             files[f"confusion_{name}.json"] = json.dumps(
                 {"classes": list(names), "matrix": ev.confusion.tolist(),
                  "rows": "true class", "columns": "predicted class"}, indent=1)
+            files[f"confusion_{name}.png"] = confusion_png(ev.confusion, list(names), f"{run_name}: {name}".strip(": "))
     if save_model:
         buf = io.BytesIO()
         torch.save({"state_dict": fitter.state.best_model, "trial": trial.to_dict(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import os
 import sys
 from pathlib import Path
@@ -20,8 +21,9 @@ from orchestrator.runner import run_sweep
 from orchestrator.workdir import Workdir
 from tests.support.parents import tables_from_mlflow_alone
 from storage.store import FrameStore
+from tests.support.run_tree import one_parent, parent_trials, trial_runs
 from trainables.config import TrainConfig, TrialConfig
-from trainables.tracking import RUN_KIND_TAG
+from trainables.confusion_figure import confusion_png
 
 pytestmark = pytest.mark.slow
 
@@ -35,8 +37,7 @@ def _runs(workdir: Path, experiment: str):
     """The experiment's trial runs (not a sweep's parent run)."""
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
     exp = client.get_experiment_by_name(experiment)
-    runs = client.search_runs([exp.experiment_id], max_results=1000)
-    return client, [r for r in runs if r.data.tags.get(RUN_KIND_TAG) != "sweep"]
+    return client, trial_runs(client, exp.experiment_id)
 
 
 def test_orch_ablation_runs_logs_and_tabulates(tiny_store, ray_session, tmp_path):
@@ -51,6 +52,20 @@ def test_orch_ablation_runs_logs_and_tabulates(tiny_store, ray_session, tmp_path
     client, runs = _runs(wd, "e2e_abl")
     assert len(runs) == 4
     assert {r.info.status for r in runs} == {"FINISHED"}
+    assert sorted(r.info.run_name for r in runs) == ["seed0-N4", "seed0-Nall", "seed1-N4", "seed1-Nall"]  # readable
+    experiment = client.get_experiment_by_name("e2e_abl")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert "`orch table e2e_abl`" in experiment.tags["mlflow.note.content"]
+    parent = one_parent(client, experiment.experiment_id, n_children=4)
+    assert parent.info.run_name == "e2e_abl" and parent.data.tags["orch.n_trials"] == "4"
+    assert parent.data.tags["orch.n_failed"] == "0" and parent.data.tags["orch.reuse_across_versions"] == "false"
+    assert parent.data.tags["orch.code_digest"] == runs[0].data.tags["orch.code_digest"]
+    assert parent.data.params["data.store_fingerprint"] == FrameStore(tiny_store).fingerprint
+    assert parent.data.params["protocol"] == "ablation" and parent.data.params["experiment.name"] == "e2e"
+    assert sorted((t["seed"], t["length"]) for t in parent_trials(client, parent)) == [
+        (0, "4"), (0, "all"), (1, "4"), (1, "all")]
+    yaml_text = open(client.download_artifacts(parent.info.run_id, "experiment.yaml")).read()
+    assert Experiment.from_dict(__import__("yaml").safe_load(yaml_text)).seeds == (0, 1)
     fingerprint = FrameStore(tiny_store).fingerprint
     assert {(r.data.params["seed"], r.data.params["length"]) for r in runs} == {
         ("0", "4"), ("0", "all"), ("1", "4"), ("1", "all")}
@@ -66,6 +81,11 @@ def test_orch_ablation_runs_logs_and_tabulates(tiny_store, ray_session, tmp_path
         history = client.get_metric_history(r.info.run_id, "val_uf1")
         assert sorted(h.step for h in history) == [1, 2, 3]
         assert m["best_val_uf1"] == max(h.value for h in history)
+        # the confusion figure is the run's matrix drawn with its class names (the same bytes drawn here)
+        confusion = json.loads(open(client.download_artifacts(r.info.run_id, "confusion_test.json")).read())
+        png = open(client.download_artifacts(r.info.run_id, "confusion_test.png"), "rb").read()
+        assert png == confusion_png(confusion["matrix"], confusion["classes"], f"{r.info.run_name}: test")
+        assert confusion["classes"] == p["data.classes"].split(",")
 
     with open(wd / "reports" / "e2e_abl" / "table4.csv") as f:
         table = {row["n_frames"]: row for row in csv.DictReader(f)}
@@ -90,6 +110,8 @@ def test_orch_ablation_runs_logs_and_tabulates(tiny_store, ray_session, tmp_path
     assert "0 trained, 4 reused" in again.output
     _, runs_after = _runs(wd, "e2e_abl")
     assert sorted(r.info.run_id for r in runs_after) == sorted(r.info.run_id for r in runs)
+    # ... and its parent: still one, FINISHED again, its children the same runs
+    assert one_parent(client, experiment.experiment_id, n_children=4).info.run_id == parent.info.run_id
 
     # a narrower invocation tabulates only its own trials
     narrow = [*args]
@@ -100,6 +122,11 @@ def test_orch_ablation_runs_logs_and_tabulates(tiny_store, ray_session, tmp_path
     seed0 = next(r for r in runs if r.data.params["seed"] == "0" and r.data.params["length"] == "4")
     assert [(r["n_frames"], r["n_seeds"]) for r in rows] == [("4", "1")]
     assert float(rows[0]["uf1_mean"]) == pytest.approx(seed0.data.metrics["test_uf1"])
+    # the same parent describes the latest invocation: its trial count and trials
+    narrowed = one_parent(client, experiment.experiment_id, n_children=4)
+    assert narrowed.info.run_id == parent.info.run_id and narrowed.data.tags["orch.n_trials"] == "1"
+    assert [t["name"] for t in parent_trials(client, narrowed)] == ["seed0-N4"]
+    assert open(client.download_artifacts(parent.info.run_id, "command.txt")).read().strip()  # (here: pytest's argv)
 
 
 def _table4_from_mlflow_alone(wd: Path, runs, store: Path, written: dict[str, str]) -> None:
@@ -222,6 +249,8 @@ def test_failed_trial_is_retried_into_the_same_run_with_the_same_result(tiny_sto
     assert _trained(trained) == [1, 2, 3, 3, 4]
     client, runs = _runs(wd.root, "flaky")
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    # the retried trial stayed the one child of the sweep's one parent
+    one_parent(client, client.get_experiment_by_name("flaky").experiment_id, n_children=1)
     steps = [m.step for m in client.get_metric_history(runs[0].info.run_id, "val_uf1")]
     assert sorted(steps) == [1, 2, 3, 4]  # epoch 3 was trained twice, logged once
 

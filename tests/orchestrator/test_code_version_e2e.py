@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from orchestrator import runner
 from orchestrator.cli import app
+from tests.support.run_tree import one_parent, trial_runs
 from trainables.code_version import code_version
 
 pytestmark = pytest.mark.slow
@@ -26,7 +27,12 @@ def _local_tracking(monkeypatch):
 def _runs(wd: Path):
     client = MlflowClient(f"sqlite:///{wd / 'mlflow.db'}")
     exp = client.get_experiment_by_name("codever")
-    return client.search_runs([exp.experiment_id], max_results=100, order_by=["attributes.start_time ASC"])
+    return trial_runs(client, exp.experiment_id, order_by=["attributes.start_time ASC"])
+
+
+def _parent(wd: Path, n_children: int):
+    client = MlflowClient(f"sqlite:///{wd / 'mlflow.db'}")
+    return one_parent(client, client.get_experiment_by_name("codever").experiment_id, n_children)
 
 
 def _summary(output: str) -> tuple[int, int]:
@@ -84,6 +90,11 @@ def test_a_code_change_trains_again_unless_reuse_across_versions(tiny_store, ray
     assert _summary(across.output) == (0, 1)
     assert "1 made by other code" in across.output
     assert len(_runs(wd)) == 2
+    # one parent throughout; it names the latest invocation's code and flag
+    parent = _parent(wd, n_children=2)
+    assert parent.data.tags["orch.code_digest"] == parent.data.tags["code.digest"] == "fedcba9876543210"
+    assert parent.data.tags["orch.reuse_across_versions"] == "true"
     # without the flag, that code trains its own
     own = CliRunner().invoke(app, args)
     assert _summary(own.output) == (1, 0) and len(_runs(wd)) == 3
+    assert _parent(wd, n_children=3).data.tags["orch.reuse_across_versions"] == "false"

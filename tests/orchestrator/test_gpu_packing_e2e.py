@@ -13,6 +13,7 @@ import pytest
 from mlflow import MlflowClient
 
 from tests.support.cluster import ray_cluster
+from tests.support.run_tree import trial_runs
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -63,7 +64,7 @@ def test_quarter_gpus_pack_four_trials_per_gpu(gpu_cluster, tiny_store, tmp_path
     assert r.returncode == 0, r.stdout + r.stderr
     client = MlflowClient(f"sqlite:///{wd / 'mlflow.db'}")
     exp = client.get_experiment_by_name("packed")
-    runs = client.search_runs([exp.experiment_id], max_results=100)
+    runs = trial_runs(client, exp.experiment_id)
     assert len(runs) == 12 and all(run.info.status == "FINISHED" for run in runs)
     workers = set(cluster.node_ids)
     by_node: dict[str, list] = {}

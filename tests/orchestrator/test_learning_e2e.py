@@ -15,6 +15,7 @@ from orchestrator.workdir import Workdir
 from storage.sources.synthetic import write_store
 from storage.store import FrameStore
 from tests.conftest import TINY
+from tests.support.run_tree import trial_runs
 from trainables.config import TrainConfig, TrialConfig
 
 pytestmark = pytest.mark.slow
@@ -50,7 +51,7 @@ def test_a_short_trial_learns_far_above_chance(learn_store, ray_session, tmp_pat
     out = run_sweep(exp, plan(exp, fs), fs.fingerprint, wd, show_progress=False)
     assert out.n_errored == 0 and out.n_trained == 1
     client = MlflowClient(wd.tracking_uri)
-    (run,) = client.search_runs([out.experiment_id])
+    (run,) = trial_runs(client, out.experiment_id)
     m = run.data.metrics
     assert run.info.status == "FINISHED" and run.data.params["data.token"] == "flow_roi"
     assert len(run.data.params["data.classes"].split(",")) == 7

@@ -16,6 +16,7 @@ from storage.sources.synthetic import SyntheticSpec
 from storage.sources.synthetic.benchmark import build_clip, plan
 from storage.store import FrameStore, StoreWriter
 from storage.ingest import IngestOptions
+from tests.support.run_tree import trial_runs
 
 pytestmark = pytest.mark.slow
 
@@ -49,7 +50,7 @@ def test_loso_all_frames_trains_every_fold_with_a_277_frame_clip(long_clip_store
                                  "--seeds", "1", "--epochs", "1", "--workdir", str(wd), "--no-progress"])
     assert r.exit_code == 0, r.output
     client = MlflowClient(f"sqlite:///{wd / 'mlflow.db'}")
-    runs = client.search_runs([client.get_experiment_by_name("loso").experiment_id], max_results=100)
+    runs = trial_runs(client, client.get_experiment_by_name("loso").experiment_id)
     assert len(runs) == 4 and {x.info.status for x in runs} == {"FINISHED"}
     assert {x.data.params["model.max_frames"] for x in runs} == {str(LONG)}  # from the store, recorded
     assert {x.data.params["model.positions"] for x in runs} == {"learned"}

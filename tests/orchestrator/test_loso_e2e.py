@@ -17,6 +17,7 @@ from orchestrator.experiment import Experiment
 from storage.sources import casme3
 from storage.store import FrameStore
 from tests.support.parents import tables_from_mlflow_alone
+from tests.support.run_tree import one_parent, trial_runs
 
 pytestmark = pytest.mark.slow
 
@@ -48,9 +49,12 @@ def test_orch_loso_three_class_end_to_end(casme3_store, ray_session, tmp_path):
 
     client = MlflowClient(f"sqlite:///{wd / 'mlflow.db'}")
     exp = client.get_experiment_by_name("loso")
-    runs = client.search_runs([exp.experiment_id], max_results=100)
+    runs = trial_runs(client, exp.experiment_id)
     assert len(runs) == 10 and {x.info.status for x in runs} == {"FINISHED"}
     assert {x.data.params["fold"] for x in runs} == subjects  # one run per fold (x 1 seed)
+    assert {x.info.run_name for x in runs} == {f"fold-{x.data.params['fold']}-seed0-N{x.data.params['length']}"
+                                               for x in runs}  # readable names
+    one_parent(client, exp.experiment_id, n_children=10)
     truth, pred, used = [], [], set()
     for run in runs:
         p = run.data.params
@@ -142,8 +146,11 @@ def test_nested_loso_search_never_sees_a_folds_subject(casme3_store, ray_session
     store = FrameStore(casme3_store)
     subject_of = dict(zip(store.column("clip_id"), store.column("subject")))
     client = MlflowClient(f"sqlite:///{wd / 'mlflow.db'}")
-    searched = client.search_runs([client.get_experiment_by_name("search").experiment_id], max_results=100)
+    searched = trial_runs(client, client.get_experiment_by_name("search").experiment_id)
     assert len(searched) == 20  # 10 folds x 2 depths
+    # the nested search is one sweep (one parent: every fold's search trials), the final run another
+    search_parent = one_parent(client, client.get_experiment_by_name("search").experiment_id, n_children=20)
+    assert search_parent.data.tags["orch.n_trials"] == "20"
     best_val: dict[str, float] = {}
     for run in searched:
         fold = run.data.params["fold"]
@@ -153,8 +160,9 @@ def test_nested_loso_search_never_sees_a_folds_subject(casme3_store, ray_session
         assert fold not in seen and len(seen) == 9
         assert not any(k.startswith("test") for k in run.data.metrics)
         best_val[fold] = max(best_val.get(fold, 0.0), run.data.metrics["best_val_uf1"])
-    final = client.search_runs([client.get_experiment_by_name("search-best").experiment_id], max_results=100)
+    final = trial_runs(client, client.get_experiment_by_name("search-best").experiment_id)
     assert len(final) == 10 and {x.info.status for x in final} == {"FINISHED"}
+    one_parent(client, client.get_experiment_by_name("search-best").experiment_id, n_children=10)
     for run in final:
         fold, depth = run.data.params["fold"], run.data.params["model.depth"]
         # this fold's final configuration is one that scored best on this fold's validation

@@ -15,8 +15,9 @@ import pytest
 from storage.location import publish
 from tests.support.cluster import ray_cluster
 from tests.support.tracking_server import orch_server  # noqa: F401
-from tests.support.sweeps import (CHECKPOINT_EVERY, EPOCHS, experiment_file, final_metrics, reference, results,
-                                  runs, start_orch, steps, tune_dir)
+from tests.support.run_tree import one_parent
+from tests.support.sweeps import (CHECKPOINT_EVERY, EPOCHS, client, experiment_file, final_metrics, reference,
+                                  results, runs, start_orch, steps, tune_dir)
 
 pytestmark = pytest.mark.slow
 
@@ -58,6 +59,8 @@ def test_a_lost_node_s_trial_resumes_elsewhere_into_the_same_run(s3_server, orch
     after = runs(tracking, "loss")
     assert len(after) == 4 and len({r.data.tags["orch.trial_key"] for r in after}) == 4
     assert {r.info.status for r in after} == {"FINISHED"}
+    # the resumed trial stayed the child of the sweep's one parent (on the orch server)
+    one_parent(client(tracking), client(tracking).get_experiment_by_name("loss").experiment_id, n_children=4)
     for r in after:
         assert steps(tracking, r) == list(range(1, EPOCHS + 1)), r.info.run_name
     assert {r.data.params["data.store"] for r in after} == {store}

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.cluster import ray_cluster
-from tests.support.sweeps import (CHECKPOINT_EVERY, EPOCHS, experiment_file, final_metrics, reference,
+from tests.support.run_tree import one_parent
+from tests.support.sweeps import (CHECKPOINT_EVERY, EPOCHS, client, experiment_file, final_metrics, reference,
                                   results, run_orch, runs, start_orch, steps, tune_dir)
 
 pytestmark = pytest.mark.slow
@@ -88,6 +89,9 @@ def test_killed_driver_resumes_from_checkpoints(cluster, tiny_store, tmp_path):
     left = {r.info.run_id for r in runs(wd, "crash") if r.info.status == "RUNNING"}
     assert left, "the killed driver left no run RUNNING: it was killed too late to test a resume"
     assert all(epoch >= CHECKPOINT_EVERY for _, epoch in seen)
+    mlflow = client(wd)
+    exp_id = mlflow.get_experiment_by_name("crash").experiment_id
+    parent = one_parent(mlflow, exp_id, n_children=len(runs(wd, "crash")), status="RUNNING")  # the dead driver's
 
     # 2. the original command again restores the same Tune experiment; killed again at its first new checkpoint
     before = set(seen)
@@ -124,6 +128,10 @@ def test_killed_driver_resumes_from_checkpoints(cluster, tiny_store, tmp_path):
     assert left <= {x.info.run_id for x in after}  # the runs the dead driver left were continued, not replaced
     for x in after:
         assert steps(wd, x) == list(range(1, EPOCHS + 1)), x.info.run_name  # contiguous, none twice
+    # the resumed sweep reopened the dead drivers' parent and closed it: still one, every trial its child
+    assert one_parent(mlflow, exp_id, n_children=4).info.run_id == parent.info.run_id
+    command = open(mlflow.download_artifacts(parent.info.run_id, "command.txt")).read()
+    assert command.startswith("orch resume crash --workdir"), command  # the latest invocation's
     assert final_metrics(wd, "crash") == ref
     ref_table = _table(tmp_path.parent / "reference-sweep" / "work", "ref")
     assert _table(wd, "crash") == ref_table
@@ -143,3 +151,4 @@ def test_killed_driver_resumes_from_checkpoints(cluster, tiny_store, tmp_path):
     assert again.returncode == 0, again.stdout + again.stderr
     assert "0 trained, 4 reused" in again.stdout and "restoring" not in again.stdout
     assert len(runs(wd, "crash")) == 4
+    assert one_parent(mlflow, exp_id, n_children=4).info.run_id == parent.info.run_id

@@ -13,6 +13,7 @@ from orchestrator.cli import app
 from orchestrator.runner import Search
 from storage.store import FrameStore
 from tests.support.parents import tables_from_mlflow_alone
+from tests.support.run_tree import one_parent, trial_runs
 from trainables.fit import LeakageError
 from trainables.trainable import tune_report
 
@@ -27,7 +28,7 @@ def _local_tracking(monkeypatch):
 def _runs(wd, name):
     client = MlflowClient(f"sqlite:///{wd / 'mlflow.db'}")
     exp = client.get_experiment_by_name(name)
-    return client, client.search_runs([exp.experiment_id], max_results=100)
+    return client, trial_runs(client, exp.experiment_id)
 
 
 def _tune_keys(wd):
@@ -120,6 +121,9 @@ def test_search_sees_validation_only_then_reruns_the_best(tiny_store, ray_sessio
         assert samples["tests"] == {}  # no test set was loaded
         assert {split_of[c] for c in samples["train"] + samples["validation"]} == {"train"}
     assert not any(k.startswith("test") for k in _tune_keys(wd))  # nothing of a test split reached Tune
+    search_parent = one_parent(client, client.get_experiment_by_name("search").experiment_id, n_children=2)
+    assert search_parent.data.tags["orch.sweep_parent"].endswith("/search")
+    assert search_parent.info.run_name == "search-search"
 
     _, rerun = _runs(wd, "search-best")
     (final,) = rerun
@@ -137,6 +141,9 @@ def test_search_sees_validation_only_then_reruns_the_best(tiny_store, ray_sessio
     assert sorted(x.info.run_id for x in _runs(wd, "search")[1]) == sorted(x.info.run_id for x in searched)
     assert [x.info.run_id for x in _runs(wd, "search-best")[1]] == [final.info.run_id]
     assert (wd / "reports" / "search" / "best.yaml").read_text() == best_yaml
+    assert one_parent(client, client.get_experiment_by_name("search").experiment_id, 2).info.run_id == \
+        search_parent.info.run_id
+    one_parent(client, client.get_experiment_by_name("search-best").experiment_id, n_children=1)
 
 
 def test_the_guard_refuses_test_metrics_for_tune_and_test_metrics_for_search():

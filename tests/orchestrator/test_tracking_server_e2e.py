@@ -20,6 +20,7 @@ import pytest
 from mlflow import MlflowClient
 
 from tests.support.tracking_server import ROOT, listening_addresses, orch_server  # noqa: F401 (fixture)
+from tests.support.run_tree import one_parent, trial_runs
 
 pytestmark = pytest.mark.slow
 
@@ -85,7 +86,7 @@ def outage_sweep(orch_server, tiny_store, tmp_path_factory):  # noqa: F811
 def _runs(uri: str, experiment: str):
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name(experiment)
-    return client, exp, client.search_runs([exp.experiment_id])
+    return client, exp, trial_runs(client, exp.experiment_id)
 
 
 def test_the_sweep_went_to_the_server_with_its_artifacts_and_nothing_to_the_workdir(orch_server, outage_sweep):  # noqa: F811
@@ -96,7 +97,8 @@ def test_the_sweep_went_to_the_server_with_its_artifacts_and_nothing_to_the_work
     assert sorted(r.info.run_name for r in runs) == ["seed0-N4", "seed0-Nall"]
     assert exp.artifact_location.startswith("mlflow-artifacts:")  # served: workers need no shared path
     for r in runs:
-        assert {"confusion_test.json", "predictions_test.csv"} <= {a.path for a in client.list_artifacts(r.info.run_id)}
+        assert {"confusion_test.json", "confusion_test.png", "predictions_test.csv"} <= {
+            a.path for a in client.list_artifacts(r.info.run_id)}
         with tempfile.TemporaryDirectory() as d:
             confusion = json.loads(Path(client.download_artifacts(r.info.run_id, "confusion_test.json", d)).read_text())
             predictions = Path(client.download_artifacts(r.info.run_id, "predictions_test.csv", d)).read_text()
@@ -117,6 +119,7 @@ def test_a_server_killed_mid_sweep_loses_nothing_and_doubles_nothing(orch_server
     assert not errors, f"a trial failed (and was retried): {errors}"
     client, _, runs = _runs(orch_server.uri, "served")
     assert len(runs) == 2 and {r.info.status for r in runs} == {"FINISHED"}
+    one_parent(client, runs[0].info.experiment_id, n_children=2)  # the outage left the parent closed, FINISHED
     during_outage = 0
     for r in runs:
         for key in EPOCH_METRICS:

@@ -21,6 +21,7 @@ from storage.location import publish
 from storage.store import FrameStore
 from storage.store_cache import FETCHES_LOG
 from tests.support.cluster import ray_cluster
+from tests.support.run_tree import trial_runs
 from tests.support.tracking_server import orch_server  # noqa: F401
 
 pytestmark = pytest.mark.slow
@@ -49,7 +50,7 @@ def test_sweep_on_a_cluster_fetches_the_store_once_per_node(s3_server, orch_serv
 
     assert not (wd / "mlflow.db").exists() and not (wd / "mlartifacts").exists()  # all on the server
     client = MlflowClient(orch_server.uri)
-    runs = client.search_runs([client.get_experiment_by_name("from-s3").experiment_id])
+    runs = trial_runs(client, client.get_experiment_by_name("from-s3").experiment_id)
     assert len(runs) == 4 and {x.info.status for x in runs} == {"FINISHED"}
     assert {x.data.params["data.store"] for x in runs} == {uri}  # the trials were given the URI, not a path
     assert {x.data.params["data.store_fingerprint"] for x in runs} == {fingerprint}

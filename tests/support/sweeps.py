@@ -16,6 +16,7 @@ from pathlib import Path
 from mlflow import MlflowClient
 
 from orchestrator.experiment import Experiment
+from tests.support.run_tree import trial_runs
 from trainables.config import TrainConfig, TrialConfig
 
 EPOCHS = 30  # an epoch of the tiny store takes ~0.1 s: a removed node or a killed driver meets a trial mid-training
@@ -57,9 +58,10 @@ def client(where: Path | str) -> MlflowClient:
 
 
 def runs(where: Path | str, experiment: str) -> list:
+    """The experiment's trial runs (not their parent)."""
     c = client(where)
     exp = c.get_experiment_by_name(experiment)
-    return [] if exp is None else c.search_runs([exp.experiment_id], max_results=1000)
+    return [] if exp is None else trial_runs(c, exp.experiment_id)
 
 
 def steps(where: Path | str, run) -> list[int]:
