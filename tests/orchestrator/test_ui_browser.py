@@ -8,7 +8,6 @@ installs them); ORCH_SKIP_BROWSER=1 skips it, explicitly."""
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import struct
@@ -23,8 +22,6 @@ from orchestrator import cli
 from orchestrator.cli import app
 from tests.support.mlflow_ui import BrowserMissing, OrchUI, UIPages, browser_paths, chromium, find_sweep, \
     markdown_cells, tour
-from trainables.confusion_figure import confusion_png
-from trainables.tracking import PARENT_RUN_TAG, RUN_KIND_TAG, SWEEP_KEY_TAG, SWEEP_PARENT_TAG
 
 pytestmark = pytest.mark.slow
 
@@ -45,29 +42,6 @@ def _browser() -> None:
         browser_paths()
     except BrowserMissing as e:
         pytest.fail(f"{e}; or set ORCH_SKIP_BROWSER=1 to skip this test")
-
-
-def _until_runs_lands(client: MlflowClient, experiment_id: str, workdir: Path) -> None:
-    """TODO(lead): delete at the merge of branch `runs` (which makes all this in the sweep).
-    The run hierarchy of docs/ARCHITECTURE.md's contract, made here by hand where the sweep
-    did not: a parent run named after the experiment holding the table, each trial's run its
-    child, each child's test confusion matrix as a PNG. Does nothing the sweep already did."""
-    if client.search_runs([experiment_id], f"tags.`{RUN_KIND_TAG}` = 'sweep'"):
-        return
-    trials = client.search_runs([experiment_id])
-    parent = client.create_run(experiment_id, run_name=EXPERIMENT, tags={
-        RUN_KIND_TAG: "sweep", SWEEP_PARENT_TAG: trials[0].data.tags[SWEEP_KEY_TAG]})
-    pid = parent.info.run_id
-    client.log_artifact(pid, str(workdir / "reports" / EXPERIMENT / "table4.md"), "reports")
-    with tempfile.TemporaryDirectory() as tmp:
-        for r in trials:
-            client.set_tag(r.info.run_id, PARENT_RUN_TAG, pid)
-            client.set_tag(r.info.run_id, RUN_KIND_TAG, "trial")
-            cm = json.loads(Path(client.download_artifacts(r.info.run_id, "confusion_test.json", tmp)).read_text())
-            png = Path(tmp) / "confusion_test.png"
-            png.write_bytes(confusion_png(cm["matrix"], cm["classes"], r.info.run_name))
-            client.log_artifact(r.info.run_id, str(png))
-    client.set_terminated(pid)
 
 
 def _png_size(path: Path) -> tuple[int, int]:
@@ -92,8 +66,7 @@ def test_mlflow_ui_in_chromium(tiny_store, ray_session, tmp_path, monkeypatch):
 
     client = MlflowClient(f"sqlite:///{wd / 'mlflow.db'}")
     exp = client.get_experiment_by_name(EXPERIMENT)
-    client.set_experiment_tag(exp.experiment_id, "mlflow.experimentKind", "custom_model_development")  # TODO(lead): remove when runs lands
-    _until_runs_lands(client, exp.experiment_id, wd)
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"  # set by the sweep
 
     ui = OrchUI([*command, "--port", "0"], tmp_path / "orch-ui.log").start()
     print(f"MLflow UI screenshots: {shots}")

@@ -55,14 +55,16 @@ def ensure_parent(uri: str, experiment: str, command: str = "orch (test)") -> st
 def tables_from_mlflow_alone(wd: Path, experiment: str, store: Path) -> dict[str, str]:
     """``orch table EXPERIMENT`` in every format, with the workdir's ``reports/`` deleted
     and the frame store's directory gone (moved away, then back): what it prints comes from
-    the tracking store alone. Makes the parent run first if orch made none."""
+    the tracking store alone — from the parent run the sweep made."""
     import shutil
 
     from typer.testing import CliRunner
 
     from orchestrator.cli import app
 
-    ensure_parent(f"sqlite:///{wd / 'mlflow.db'}", experiment)
+    client = MlflowClient(f"sqlite:///{wd / 'mlflow.db'}")
+    assert parent_runs(client, client.get_experiment_by_name(experiment).experiment_id), \
+        f"{experiment}: the sweep made no parent run"
     shutil.rmtree(wd / "reports", ignore_errors=True)
     away = store.with_name(store.name + "-moved-away")
     store.rename(away)
