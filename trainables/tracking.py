@@ -213,13 +213,15 @@ class TrialRun:
                 p.write_bytes(content.encode() if isinstance(content, str) else content)
             self.backoff.call(lambda: self.client.log_artifacts(self.run_id, tmp), "logging the run's artifacts")
 
-    def finish(self, metrics: dict[str, float], files: dict[str, str | bytes]) -> None:
-        """Final metrics (no step) and artifacts (e.g. the test confusion matrix, per-clip
+    def finish(self, metrics: dict[str, float], files: dict[str, str | bytes], step: int = 0) -> None:
+        """Final metrics (at ``step``: the trainable gives its last epoch, so a final metric
+        that is also logged per epoch, like ``best_val_uf1``, ends its history instead of
+        starting it again at step 0) and artifacts (e.g. the test confusion matrix, per-clip
         predictions), then status FINISHED — the artifacts first, so a FINISHED run has them.
         Waits out a tracking outage (every buffered epoch is delivered first); fails with
         ``TrackingUnavailable`` once it outlasts the patience."""
         ts = int(time.time() * 1000)
-        self._pending += [Metric(k, float(v), ts, 0) for k, v in metrics.items()]
+        self._pending += [Metric(k, float(v), ts, step) for k, v in metrics.items()]
         self.flush(wait=True)
         self.log_files(files)
         self.backoff.call(lambda: self.client.set_terminated(self.run_id, "FINISHED"), "closing the run")

@@ -210,11 +210,11 @@ def _train(trial: TrialConfig, roles: Roles, labels: LabelMap, classes: np.ndarr
         # resumes from this checkpoint and only closes the run (below)
         final, files = closing()
         _report_with_checkpoint(report, fitter.state, run)
-        run.finish(final, files)
+        run.finish(final, files, step=last)
     if not run.finished:  # resumed from the checkpoint of the last epoch
         final, files = closing()
         tune_report({"epoch": last, "best_epoch": fitter.state.best_epoch, "best_val_uf1": fitter.state.best_val_uf1})
-        run.finish(final, files)
+        run.finish(final, files, step=last)
 
 
 def _named(scores, prefix: str) -> dict[str, float]:

@@ -61,7 +61,7 @@ def test_orch_ablation_runs_logs_and_tabulates(tiny_store, ray_session, tmp_path
     assert parent.data.tags["orch.n_failed"] == "0" and parent.data.tags["orch.reuse_across_versions"] == "false"
     assert parent.data.tags["orch.code_digest"] == runs[0].data.tags["orch.code_digest"]
     assert parent.data.params["data.store_fingerprint"] == FrameStore(tiny_store).fingerprint
-    assert parent.data.params["protocol"] == "ablation" and parent.data.params["experiment.name"] == "e2e"
+    assert parent.data.params["protocol"] == "ablation" and parent.data.params["experiment.name"] == "e2e_abl"
     assert sorted((t["seed"], t["length"]) for t in parent_trials(client, parent)) == [
         (0, "4"), (0, "all"), (1, "4"), (1, "all")]
     yaml_text = open(client.download_artifacts(parent.info.run_id, "experiment.yaml")).read()
@@ -81,6 +81,9 @@ def test_orch_ablation_runs_logs_and_tabulates(tiny_store, ray_session, tmp_path
         history = client.get_metric_history(r.info.run_id, "val_uf1")
         assert sorted(h.step for h in history) == [1, 2, 3]
         assert m["best_val_uf1"] == max(h.value for h in history)
+        # the final best_val_uf1 ends its per-epoch history (step 3), not a point at step 0 before epoch 1
+        best = client.get_metric_history(r.info.run_id, "best_val_uf1")
+        assert min(h.step for h in best) == 1 and max(best, key=lambda h: (h.step, h.timestamp)).value == m["best_val_uf1"]
         # the confusion figure is the run's matrix drawn with its class names (the same bytes drawn here)
         confusion = json.loads(open(client.download_artifacts(r.info.run_id, "confusion_test.json")).read())
         png = open(client.download_artifacts(r.info.run_id, "confusion_test.png"), "rb").read()
