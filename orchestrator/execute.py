@@ -232,7 +232,7 @@ def _run_plans(exp: Experiment, plans: list[TrialPlan], fs: FrameStore, wd: Work
     results, unfinished = sweep_results(wd.tracking_uri, outcome.experiment_id, outcome.sweep_key,
                                         [p.name for p in plans], outcome.code["digest"], reuse_across_versions)
     rep = write_reports(exp, plans, results, unfinished, wd, console)
-    if getattr(outcome, "parent_run_id", ""):  # the sweep's parent run (orch.run_kind=sweep) holds them too
+    if outcome.parent_run_id:  # the sweep's parent run (orch.run_kind=sweep) holds them too
         reports.log_on_parent(wd.tracking_uri, outcome.parent_run_id, rep)
     console.print(f"{len(results)} finished runs of {len(plans)} trials; {outcome.n_errored} failed "
                   f"after retries; {time.time() - t0:.0f} s")

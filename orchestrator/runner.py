@@ -264,9 +264,11 @@ def run_sweep(exp: Experiment, plans: list[TrialPlan], store_fingerprint: str, w
         try:
             end_stale_runs(uri, experiment_id, sweep_key)
         finally:
-            parent.close(None if errors is None else len(errors), failure)
-            if started:
-                ray.shutdown()
+            try:
+                parent.close(None if errors is None else len(errors), failure)
+            finally:
+                if started:
+                    ray.shutdown()
     return SweepOutcome(experiment_id, sweep_key, n_trials, len(errors),
                         storage.experiment_uri(tune_name), time.time() - t0, errors, best,
                         n_reused=len(reused), n_reused_other_code=sum(bool(m.get("reused_other_code")) for m in reused),

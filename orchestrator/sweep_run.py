@@ -2,9 +2,11 @@
 
 **The experiment** (one per orch experiment name; it holds all its sweeps) is made by the
 driver before any trial starts, with ``mlflow.experimentKind = custom_model_development``
-(MLflow 3's UI then opens it on its training runs, not on the GenAI traces view) and a
-description (``mlflow.note.content``): what the experiment is and where its table is. Both
-are set again on an experiment that exists (one made before they were, or by hand). A
+(MLflow's mark of a training experiment; MLflow 3.17's UI itself opens on the side its
+browser last used, GenAI by default, so ``orch ui`` prints each experiment's runs page with
+``?workflowType=machine_learning``) and a description (``mlflow.note.content``): what the
+experiment is and where its table is. Both are set again on an experiment that exists (one
+made before they were, or by hand), unless its description is one a user wrote. A
 *deleted* experiment is never restored behind the user's back: ``DeletedExperiment`` says
 how to restore it, use another name, or purge it.
 
@@ -38,12 +40,14 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from mlflow import MlflowClient
 from mlflow.entities import Param, RunTag
+from mlflow.exceptions import MlflowException
 
 from orchestrator.experiment import Experiment
 from orchestrator.protocols import TrialPlan
@@ -54,11 +58,13 @@ from trainables.tracking import (CODE_DIGEST_TAG, ERROR_TAG, OPEN_ID_TAG, RUN_KI
 from trainables.tracking_retry import Backoff
 
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
-EXPERIMENT_KIND = "custom_model_development"  # the UI opens the experiment on its runs
+EXPERIMENT_KIND = "custom_model_development"  # MLflow's mark of a training (not GenAI) experiment
 NOTE_TAG = "mlflow.note.content"  # the experiment's description in the UI
+ORCH_NOTE = "**orch experiment"  # how the descriptions orch writes begin (one a user wrote instead is kept)
 REUSE_TAG = "orch.reuse_across_versions"
 N_TRIALS_TAG = "orch.n_trials"
 N_FAILED_TAG = "orch.n_failed"
+INVOKED_TAG = "orch.invoked_at_ms"  # when a command last ran the sweep (a reopened run keeps its start_time)
 TRIALS_ARTIFACT = "trials.json"
 COMMAND_ARTIFACT = "command.txt"
 EXPERIMENT_ARTIFACT = "experiment.yaml"
@@ -86,11 +92,13 @@ def describe(exp: Experiment, store_fingerprint: str, search: bool = False) -> s
     what = f"hyperparameter search (then the best configuration runs as experiment `{exp.name}-best`), " \
         if search else ""
     parent = f"`{exp.name}-search`" if search else f"`{exp.name}`"
+    table = f"{exp.name}-best" if search else exp.name  # a search has no test set: its table is the best's
+    where = f"experiment `{table}`'s parent run" if search else "the parent run"
     return (f"**orch experiment `{exp.name}`**: {what}protocol **{p.kind}** ({p.roles_text()}); "
             f"{len(exp.seeds)} seeds x {len(exp.lengths)} lengths ({', '.join(exp.lengths)}); "
             f"{t.train.epochs} epochs; store {store} (fingerprint {store_fingerprint[:12]}).\n\n"
             f"Each sweep is a parent run (named {parent}) whose children are its trials. The table: "
-            f"`orch table {exp.name}`, or the parent run's `reports/` artifacts.")
+            f"`orch table {table}`, or the `reports/` artifacts of {where}.")
 
 
 def ensure_experiment(uri: str, name: str, artifact_root: Path, description: str = "") -> str:
@@ -107,7 +115,12 @@ def ensure_experiment(uri: str, name: str, artifact_root: Path, description: str
         artifact_location = None
         if uri.startswith("sqlite:") or "://" not in uri:
             artifact_location = (artifact_root / name).resolve().as_uri()
-        return client.create_experiment(name, artifact_location=artifact_location, tags=tags)
+        try:
+            return client.create_experiment(name, artifact_location=artifact_location, tags=tags)
+        except MlflowException as e:  # another driver (or a retried request) made it meanwhile
+            if e.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            return ensure_experiment(uri, name, artifact_root, description)
     if exp.lifecycle_stage == "deleted":
         raise DeletedExperiment(
             f"the MLflow experiment {name!r} (id {exp.experiment_id}) at {uri} is deleted; orch does not restore it "
@@ -115,6 +128,8 @@ def ensure_experiment(uri: str, name: str, artifact_root: Path, description: str
             f"--experiment-id {exp.experiment_id}`, or in the MLflow UI), run under another name "
             f"(--experiment NAME), or purge it for good (`mlflow gc --backend-store-uri '{uri}' "
             f"--experiment-ids {exp.experiment_id}`) so the name can be used again")
+    if not exp.tags.get(NOTE_TAG, ORCH_NOTE).startswith(ORCH_NOTE):  # the user's own description stays
+        tags.pop(NOTE_TAG, None)
     for key, value in tags.items():
         if exp.tags.get(key) != value:
             backoff.call(lambda: client.set_experiment_tag(exp.experiment_id, key, value), "tagging the experiment")
@@ -166,7 +181,7 @@ class SweepParent:
         here["trials"] += trials(plans)
         here["n_trials"] += n_trials
         missing = {k: v for k, v in params.items() if k not in run.data.params}
-        tags = {RUN_KIND_TAG: "sweep", CODE_DIGEST_TAG: code.get("digest", ""),
+        tags = {RUN_KIND_TAG: "sweep", CODE_DIGEST_TAG: code.get("digest", ""), INVOKED_TAG: str(int(time.time() * 1000)),
                 REUSE_TAG: "true" if reuse_across_versions else "false", N_TRIALS_TAG: str(here["n_trials"]),
                 **{f"code.{k}": str(v) for k, v in code.items()}}
         backoff.call(lambda: client.log_batch(parent.run_id, params=_params(missing),

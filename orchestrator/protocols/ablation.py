@@ -96,6 +96,12 @@ def table(rows: list[AblationRow], title: str, notes: list[str] = (), planned: d
             "cannot tell from chance is not a ranking.")
     if compared and has_ref:
         foot += " " + "; ".join(verdict(r) for r in compared) + "."
+        floor = min((r for r in compared if r.n_pairs), key=lambda r: r.n_pairs, default=None)
+        if floor is not None and stats.smallest_p(floor.n_pairs) >= stats.ALPHA:
+            foot += (f" With {floor.n_pairs} paired seeds the smallest p this test can give is "
+                     f"{stats.smallest_p(floor.n_pairs):.2g}: it cannot tell any difference from chance at "
+                     f"α = {stats.ALPHA} (that takes at least 6 seeds), so \"not distinguishable\" here is no sign "
+                     f"of equal scores.")
     elif compared:
         foot += " No all-frames row: nothing is compared."
     for n in notes:

@@ -1,6 +1,6 @@
 """A report rebuilt from the tracking store alone (``orch table NAME``): no workdir file,
 no frame store. The MLflow experiment NAME's latest sweep parent run (``orch.run_kind =
-sweep``, newest start) holds the experiment (``experiment.yaml``) and its planned trials
+sweep``, the most recently run) holds the experiment (``experiment.yaml``) and its planned trials
 (``trials.json``); its children (``mlflow.parentRunId``) are the trials' runs, one picked per
 trial name as the sweep picked it (``trainables.tracking.pick_run`` with the parent's code
 digest and reuse setting); planned trials without a FINISHED run are flagged; the
@@ -19,6 +19,7 @@ from mlflow.exceptions import MlflowException
 
 from orchestrator import protocols
 from orchestrator.experiment import Experiment
+from orchestrator.sweep_run import EXPERIMENT_ARTIFACT, INVOKED_TAG, REUSE_TAG, TRIALS_ARTIFACT
 from orchestrator.reports.context import PlannedTrial, ReportContext
 from orchestrator.reports.report import Report
 from orchestrator.reports.runs import ConfusionReader, classes_of, group_by_name, pick_results
@@ -26,7 +27,6 @@ from trainables.mlflow_filter import mlflow_quote
 from trainables.tracking import CODE_DIGEST_TAG, PARENT_RUN_TAG, RUN_KIND_TAG, SWEEP_PARENT_TAG
 from trainables.tracking_retry import Backoff
 
-REUSE_TAG = "orch.reuse_across_versions"  # on a parent run: "true" when its latest invocation reused across code versions
 
 
 class TableError(Exception):
@@ -51,10 +51,12 @@ def _artifact(client: MlflowClient, run_id: str, path: str) -> str:
 
 
 def parent_runs(client: MlflowClient, experiment_id: str) -> list:
-    """The experiment's sweep parent runs, newest first."""
-    return Backoff().call(lambda: client.search_runs(
+    """The experiment's sweep parent runs, the most recently run first (a re-run reopens its
+    parent, which keeps its start time: ordered by ``orch.invoked_at_ms``)."""
+    runs = Backoff().call(lambda: client.search_runs(
         [experiment_id], filter_string=f"tags.`{RUN_KIND_TAG}` = 'sweep'",
         order_by=["attributes.start_time DESC"], max_results=1000), "looking up the sweeps' parent runs")
+    return sorted(runs, key=lambda r: int(r.data.tags.get(INVOKED_TAG) or r.info.start_time or 0), reverse=True)
 
 
 def rebuild(uri: str, name: str, sweep: str | None = None) -> Rebuilt:
@@ -80,14 +82,14 @@ def rebuild(uri: str, name: str, sweep: str | None = None) -> Rebuilt:
     key = parent.data.tags.get(SWEEP_PARENT_TAG, "")
     pid = parent.info.run_id
     try:
-        exp = Experiment.from_dict(yaml.safe_load(_artifact(client, pid, "experiment.yaml")))
+        exp = Experiment.from_dict(yaml.safe_load(_artifact(client, pid, EXPERIMENT_ARTIFACT)))
     except (ValueError, TypeError, yaml.YAMLError) as e:
         raise TableError(f"parent run {pid}: experiment.yaml: {e}") from None
     if key.endswith("/search") or exp.search is not None:
         raise TableError(f"sweep {key!r} of {name!r} is a search (validation only, no test set): its table is the "
                          f"best configuration's, `orch table {exp.name}-best`")
     try:
-        listed = json.loads(_artifact(client, pid, "trials.json"))
+        listed = json.loads(_artifact(client, pid, TRIALS_ARTIFACT))
         if not isinstance(listed, list):
             raise ValueError(f"expected a JSON list, got {type(listed).__name__}")
         planned = [PlannedTrial.from_dict(d) for d in listed]

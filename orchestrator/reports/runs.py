@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
 
 from trainables.mlflow_filter import mlflow_quote
 from trainables.tracking import SWEEP_KEY_TAG, pick_run
@@ -121,9 +120,11 @@ class ConfusionReader:
         self.client = MlflowClient(uri)
 
     def __call__(self, run_id: str, test: str) -> np.ndarray | None:
+        name = f"confusion_{test}.json"
+        backoff = Backoff()  # an outage is waited out, never taken for a missing matrix
+        listed = backoff.call(lambda: self.client.list_artifacts(run_id), "listing a run's artifacts")
+        if name not in {a.path for a in listed}:
+            return None
         with tempfile.TemporaryDirectory() as tmp:
-            try:
-                path = self.client.download_artifacts(run_id, f"confusion_{test}.json", tmp)
-            except (MlflowException, OSError):
-                return None
+            path = backoff.call(lambda: self.client.download_artifacts(run_id, name, tmp), "reading a confusion matrix")
             return np.asarray(json.loads(Path(path).read_text())["matrix"], np.int64)

@@ -35,6 +35,18 @@ def wilcoxon_p(a, b) -> float:
     return float(wilcoxon(a, b).pvalue)
 
 
+def smallest_p(n_pairs: int) -> float:
+    """The smallest two-sided p the Wilcoxon signed-rank test can give over ``n_pairs``
+    pairs: every difference of one sign (scipy's exact p of ranks 1..n; 2 / 2^n)."""
+    from scipy.stats import wilcoxon
+
+    if n_pairs < 1:
+        return float("nan")
+    if n_pairs > 20:  # far below any α by then
+        return 0.0
+    return float(wilcoxon(np.arange(1.0, n_pairs + 1)).pvalue)
+
+
 def bootstrap_ci(diffs, confidence: float = CONFIDENCE, seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
     """The bootstrap confidence interval of the mean of paired differences (scipy's
     ``bootstrap``, BCa, ``seed`` fixed); NaN with fewer than 2 differences or when they are

@@ -72,3 +72,19 @@ def test_holm_skips_comparisons_without_a_test():
     assert got[0] == pytest.approx(want[0]) and math.isnan(got[1]) and got[2] == pytest.approx(want[1])
     assert all(math.isnan(x) for x in stats.bootstrap_ci([0.1]))
     assert all(math.isnan(x) for x in stats.bootstrap_ci([0.1, 0.1, 0.1]))
+
+
+def test_the_smallest_p_a_number_of_seeds_allows_is_scipys():
+    """With n paired seeds the exact two-sided Wilcoxon p is at least 2 / 2^n (every
+    difference of one sign): the report says when that floor is above alpha."""
+    g = np.random.default_rng(3)
+    for n in range(2, 8):
+        a = g.normal(size=n)
+        one_sign = wilcoxon(a + 10.0, a).pvalue  # every difference +10... scipy's exact p
+        assert stats.smallest_p(n) == pytest.approx(one_sign) == pytest.approx(2 / 2 ** n)
+    rows = ablation_table([_r(s, n, u) for n, s, u in
+                           [("4", 0, 0.2), ("4", 1, 0.3), ("all", 0, 0.6), ("all", 1, 0.7)]])
+    foot = table(rows, "t").footnote
+    assert "With 2 paired seeds the smallest p this test can give is 0.5" in foot
+    many = [_r(s, n, u + s / 100) for s in range(8) for n, u in (("4", 0.2), ("all", 0.6))]
+    assert "smallest p this test can give" not in table(ablation_table(many), "t").footnote

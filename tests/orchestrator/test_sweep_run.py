@@ -182,3 +182,29 @@ def test_sweeps_of_one_invocation_under_one_key_add_up_on_their_parent(uri, tmp_
     _open_parent(uri, eid, Experiment(name="nested", seeds=(0,), lengths=("all",)), fold("s1"), n_trials=2).close(0)
     run = client.get_run(first.run_id)
     assert run.info.status == "FINISHED" and run.data.tags["orch.n_trials"] == "2"
+
+
+def test_the_latest_invocation_s_parent_comes_first(uri, tmp_path):
+    """Sweep A, sweep B, then A again under one experiment: A's parent (reopened, its start
+    time unchanged) is the latest, so `orch table` (``parent_runs``) reports A."""
+    from orchestrator.reports.from_mlflow import parent_runs
+
+    exp = Experiment(name="abl-order", seeds=(0,), lengths=("4",))
+    eid = ensure_experiment(uri, "abl-order", tmp_path / "artifacts")
+    plans = [TrialPlan("seed0-N4", 0, "4", "", Roles(Selection(("train",)), Selection(("test_A",))))]
+    opened = {}
+    for key in ("key-A", "key-B", "key-A"):
+        p = SweepParent.open(uri, eid, key, exp, plans, 1, "fp0123456789", CODE, False, "orch", exp.name)
+        opened.setdefault(key, p.run_id)
+        p.close(0)
+    client = MlflowClient(uri)
+    order = [r.data.tags[SWEEP_PARENT_TAG] for r in parent_runs(client, eid)]
+    assert order == ["key-A", "key-B"]
+    assert client.get_run(opened["key-A"]).info.start_time < client.get_run(opened["key-B"]).info.start_time
+
+
+def test_a_description_the_user_wrote_is_kept(uri, tmp_path):
+    eid = ensure_experiment(uri, "described", tmp_path / "artifacts", describe(Experiment(name="described"), "f" * 12))
+    MlflowClient(uri).set_experiment_tag(eid, "mlflow.note.content", "my notes on this experiment")
+    ensure_experiment(uri, "described", tmp_path / "artifacts", describe(Experiment(name="described"), "f" * 12))
+    assert MlflowClient(uri).get_experiment(eid).tags["mlflow.note.content"] == "my notes on this experiment"

@@ -131,3 +131,30 @@ def test_the_report_is_logged_on_the_parent_under_reports(loso_runs):
             "reports/loso_confusion_Nall.png", "reports/loso_folds.png"} <= logged
     with open(client.download_artifacts(pid, "reports/loso.md", str(wd))) as f:
         assert f.read() == got.report.markdown()
+
+
+def test_an_outage_is_waited_out_not_taken_for_a_missing_confusion_matrix(tmp_path, monkeypatch):
+    """A fold whose matrix cannot be read for a moment (the tracking server restarting) is
+    read once it answers — never left out of the pooled matrix as if it had none; a run
+    without the file (an unlabelled test split) gives None."""
+    from mlflow import MlflowClient
+
+    from orchestrator.reports.runs import ConfusionReader
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    eid = client.create_experiment("cm", artifact_location=(tmp_path / "art").as_uri())
+    run = client.create_run(eid).info.run_id
+    client.log_text(run, json.dumps({"matrix": [[2, 1], [0, 3]]}), "confusion_test.json")
+    reader = ConfusionReader(uri)
+    real, calls = reader.client.list_artifacts, []
+
+    def flaky(run_id, *a):
+        calls.append(run_id)
+        if len(calls) == 1:
+            raise ConnectionError("tracking server restarting")
+        return real(run_id, *a)
+
+    monkeypatch.setattr(reader.client, "list_artifacts", flaky)
+    assert reader(run, "test").tolist() == [[2, 1], [0, 3]] and len(calls) == 2
+    assert reader(run, "test_B") is None

@@ -356,10 +356,11 @@ def markdown_cells(text: str) -> list[str]:
 
 
 def find_sweep(client, experiment: str | None, base_url: str) -> Sweep:
-    """The newest sweep (parent run, ``orch.run_kind=sweep``) of ``experiment`` (default:
+    """The latest sweep (parent run, ``orch.run_kind=sweep``) of ``experiment`` (default:
     the newest experiment that has one) and what the tour shows of it."""
     import tempfile
 
+    from orchestrator.reports.from_mlflow import parent_runs
     from trainables.tracking import PARENT_RUN_TAG, RUN_KIND_TAG
 
     exps = [client.get_experiment_by_name(experiment)] if experiment else client.search_experiments(
@@ -367,8 +368,7 @@ def find_sweep(client, experiment: str | None, base_url: str) -> Sweep:
     for exp in exps:
         if exp is None:
             raise SystemExit(f"experiment {experiment!r}: not found")
-        parents = client.search_runs([exp.experiment_id], f"tags.`{RUN_KIND_TAG}` = 'sweep'",
-                                     order_by=["attributes.start_time DESC"], max_results=1)
+        parents = parent_runs(client, exp.experiment_id)  # the most recently run first, as `orch table` picks
         if parents:
             break
     else:

@@ -1,7 +1,8 @@
 """A sweep's parent run made in a test exactly per the run-hierarchy contract (the tags,
 params and artifacts a sweep's parent holds), from the experiment's real finished trial
-runs — for ``orch table`` before orch itself makes parents. If the experiment already has
-a parent (orch made it), that one is used and nothing is written."""
+runs — for the narrow ``orch table`` tests on hand-written runs (``test_table_cli``); a
+sweep makes its own (``orchestrator.sweep_run``). If the experiment already has a parent,
+that one is used and nothing is written."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import yaml
 from mlflow import MlflowClient
 
 from orchestrator.experiment import Experiment
-from orchestrator.reports.from_mlflow import REUSE_TAG, parent_runs
+from orchestrator.reports.from_mlflow import parent_runs
+from orchestrator.sweep_run import N_TRIALS_TAG, REUSE_TAG
 from trainables.tracking import CODE_DIGEST_TAG, PARENT_RUN_TAG, RUN_KIND_TAG, SWEEP_KEY_TAG, SWEEP_PARENT_TAG
 
 
@@ -36,11 +38,10 @@ def ensure_parent(uri: str, experiment: str, command: str = "orch (test)") -> st
     p = first.data.params
     parent = client.create_run(exp_id, run_name=experiment, tags={
         RUN_KIND_TAG: "sweep", SWEEP_PARENT_TAG: keys.pop(), CODE_DIGEST_TAG: first.data.tags[CODE_DIGEST_TAG],
-        REUSE_TAG: "false"})
+        REUSE_TAG: "false", N_TRIALS_TAG: str(len(trials)),
+        **{k: v for k, v in p.items() if k.startswith("code.")}})  # as orch's: what changes are tags
     pid = parent.info.run_id
-    params = {**exp.params(), **{k: v for k, v in p.items() if k.startswith("code.")},
-              "data.store_fingerprint": p["data.store_fingerprint"], "n_trials": str(len(trials))}
-    for k, v in params.items():
+    for k, v in {**exp.params(), "data.store_fingerprint": p["data.store_fingerprint"]}.items():
         client.log_param(pid, k, v)
     client.log_text(pid, text, "experiment.yaml")
     client.log_text(pid, json.dumps(list(trials.values())), "trials.json")
