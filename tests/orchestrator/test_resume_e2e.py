@@ -139,9 +139,12 @@ def test_killed_driver_resumes_from_checkpoints(cluster, tiny_store, tmp_path):
     # trials with a checkpoint when a driver died continued from it: epoch 1 trained once, and
     # the first epoch after a restore is past a checkpoint (from scratch this reads 1..6 with
     # iterations_since_restore 1..6)
+    # (a trial whose first checkpoint came only after the 1st kill had trained epochs the dead
+    # driver never checkpointed: it started again from epoch 1, legitimately, once)
     for trial_id in {t for t, _ in seen} - {gone}:
         rows = results(tune_path / trial_id)
-        assert [row["epoch"] for row in rows].count(1) == 1, (trial_id, rows)
+        if trial_id in {t for t, _ in before}:
+            assert [row["epoch"] for row in rows].count(1) == 1, (trial_id, rows)
         restarts = [row["epoch"] for row in rows if row["iterations_since_restore"] == 1 and row["epoch"] > 1]
         assert restarts and min(restarts) > CHECKPOINT_EVERY, (trial_id, [(r["epoch"], r["iterations_since_restore"])
                                                                           for r in rows])
