@@ -383,14 +383,14 @@ def find_sweep(client, experiment: str | None, base_url: str) -> Sweep:
     pngs = [f.path for f in client.list_artifacts(children[child])
             if f.path.startswith("confusion_") and f.path.endswith(".png")]
     tables = [f.path for f in client.list_artifacts(parent.info.run_id, "reports") if f.path.endswith(".md")]
-    if not pngs or not tables:
-        raise SystemExit(f"run {child!r}: confusion PNG {pngs or 'missing'}; parent's reports/*.md {tables or 'missing'}")
+    if not tables:  # a confusion PNG may be missing (runs made before orch drew them): that view is left out
+        raise SystemExit(f"sweep {parent.info.run_name!r}: no reports/*.md on its parent run")
     with tempfile.TemporaryDirectory() as tmp:
         cells = markdown_cells(Path(client.download_artifacts(parent.info.run_id, tables[0], tmp)).read_text())
     from orchestrator.tracking_server import runs_page
 
     return Sweep(exp.experiment_id, runs_page(base_url.rstrip("/"), exp.experiment_id), parent.info.run_id,
-                 parent.info.run_name, children, child, sorted(pngs)[0], tables[0], cells)
+                 parent.info.run_name, children, child, sorted(pngs)[0] if pngs else "", tables[0], cells)
 
 
 def tour(pages: "UIPages", sweep: Sweep, metric: str = "val_uf1") -> dict[str, View]:
@@ -401,8 +401,9 @@ def tour(pages: "UIPages", sweep: Sweep, metric: str = "val_uf1") -> dict[str, V
     views["children"] = pages.expand_children(sweep.parent_name, sorted(sweep.children))
     views["parent"] = pages.run_overview(sweep.experiment_id, sweep.parent_id, ["Child runs"], sorted(sweep.children))
     views["metric"] = pages.metric_chart(sweep.experiment_id, sweep.children[sweep.child], sweep.child, metric)
-    views["confusion"] = pages.artifact(sweep.experiment_id, sweep.children[sweep.child], sweep.confusion, [],
-                                        "child-artifact-confusion")
+    if sweep.confusion:
+        views["confusion"] = pages.artifact(sweep.experiment_id, sweep.children[sweep.child], sweep.confusion, [],
+                                            "child-artifact-confusion")
     views["table"] = pages.artifact(sweep.experiment_id, sweep.parent_id, sweep.table, sweep.table_cells,
                                     "parent-artifact-table")
     return views
