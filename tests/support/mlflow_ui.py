@@ -26,6 +26,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support.tracking_server import descendants
+
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = ("/usr/bin/chromium", "chromium")
 CHROMEDRIVER = ("/usr/bin/chromedriver", "chromedriver")
@@ -75,24 +77,6 @@ def chromium(width: int = 1600, height: int = 1000):
     d = webdriver.Chrome(options=options, service=Service(executable_path=driver))
     d.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": _NO_ASSISTANT})
     return d
-
-
-def _descendants(pid: int) -> list[int]:
-    """Every process under ``pid`` (from /proc: Linux)."""
-    parent_of = {}
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                parent_of[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-    out, todo = [], [pid]
-    while todo:
-        parent = todo.pop()
-        kids = [c for c, p in parent_of.items() if p == parent]
-        out += kids
-        todo += kids
-    return out
 
 
 def alive(pid: int) -> bool:
@@ -145,7 +129,7 @@ class OrchUI:
                                    f"{text[-3000:]}")
             else:
                 time.sleep(0.3)
-        self.workers = _descendants(self.proc.pid)  # mlflow server, its uvicorn
+        self.workers = descendants(self.proc.pid)  # mlflow server, its uvicorn
         return self
 
     def answers(self) -> bool:
@@ -159,7 +143,7 @@ class OrchUI:
         proc, self.proc = self.proc, None
         if proc is None:
             return []
-        under = sorted(set(self.workers) | set(_descendants(proc.pid)))
+        under = sorted(set(self.workers) | set(descendants(proc.pid)))
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(within_s)

@@ -38,7 +38,7 @@ def healthy(url: str) -> bool:
         return False
 
 
-def _children(pid: int) -> list[int]:
+def descendants(pid: int) -> list[int]:
     """Every descendant of ``pid`` (from /proc: Linux)."""
     parent_of = {}
     for d in Path("/proc").iterdir():
@@ -114,7 +114,7 @@ class OrchServer:
         (a crash, not a shutdown)."""
         if self.proc is None:
             return
-        for pid in [*_children(self.proc.pid), self.proc.pid]:
+        for pid in [*descendants(self.proc.pid), self.proc.pid]:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
