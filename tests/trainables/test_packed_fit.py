@@ -1,0 +1,120 @@
+"""A pack's members train exactly as their solo trials do (to float tolerance): same
+metrics every epoch, same best epoch, same parameters — with ragged members (train sets of
+different sizes, as the split protocol draws them per seed), class weights, clipping and
+weight decay on, and across a checkpoint (the members' solo FitStates) in the middle."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from trainables.config import TrainConfig
+from trainables.data import SplitData
+from trainables.fit import Fitter
+from trainables.model import EvolutionTransformer, ModelConfig
+from trainables.packed_fit import PackedAdam, PackedFitter, clip_members
+
+CFG = ModelConfig(dim=16, depth=2, heads=2, dim_head=8, mlp_dim=16, max_frames=12)
+TOL = dict(rtol=1e-4, atol=1e-5)  # torch.testing
+APPROX = dict(rel=1e-4, abs=1e-5)  # pytest.approx  # float summation order only (batched matmuls, padded batches)
+
+
+def _split(role: str, n: int, seed: int, classes: int = 3) -> SplitData:
+    g = np.random.default_rng(seed)
+    lengths = g.integers(4, 13, n)
+    labels = g.integers(0, classes, n)
+    tokens = np.zeros((n, 12, 6), np.float32)
+    mask = np.zeros((n, 12), bool)
+    for i, (t, y) in enumerate(zip(lengths, labels)):
+        tokens[i, :t] = g.normal(size=(t, 6)) + y  # learnable: the class shifts every frame
+        mask[i, :t] = True
+    return SplitData(role, [f"c{i}" for i in range(n)], torch.from_numpy(tokens), torch.from_numpy(mask),
+                     torch.from_numpy(labels.astype(np.int64)))
+
+
+def _member(seed: int) -> EvolutionTransformer:
+    torch.manual_seed(seed)  # as the trainable builds a solo model
+    return EvolutionTransformer(CFG, 6, 3)
+
+
+def _solo(seed, cfg, train, val, state=None, stop=None):
+    f = Fitter(_member(seed), cfg, seed, 3, train, val, copy.deepcopy(state))
+    logs = []
+    for log in f.epochs():
+        logs.append(log)
+        if stop and log.epoch == stop:
+            break
+    return f, logs
+
+
+@pytest.mark.parametrize("class_weight", ["none", "balanced"])
+def test_members_equal_their_solo_trials(class_weight):
+    torch.set_num_threads(1)
+    cfg = TrainConfig(epochs=5, batch_size=8, lr=0.01, weight_decay=1e-3, grad_clip=0.5, class_weight=class_weight)
+    seeds = [3, 7, 11]
+    trains = [_split("train", n, 100 + i) for i, n in enumerate((37, 29, 40))]  # ragged: 5, 4 and 5 batches
+    val = _split("validation", 30, 999)
+    solos = [_solo(s, cfg, t, val) for s, t in zip(seeds, trains)]
+    pack = PackedFitter([_member(s) for s in seeds], cfg, seeds, 3, trains, [val] * 3)
+    packed = list(pack.epochs())
+    assert len(packed) == cfg.epochs
+    for k, (fitter, logs) in enumerate(solos):
+        for solo_log, member_logs in zip(logs, packed):
+            m = member_logs[k]
+            assert m.epoch == solo_log.epoch and m.is_best == solo_log.is_best
+            assert m.train_loss == pytest.approx(solo_log.train_loss, **APPROX)
+            assert m.val.uf1 == pytest.approx(solo_log.val.uf1, abs=1e-9)
+        assert pack.states[k].best_epoch == fitter.state.best_epoch
+        for name, value in fitter.state.model.items():
+            torch.testing.assert_close(pack.states[k].model[name], value, **TOL)
+
+
+def test_a_pack_resumes_from_its_members_checkpoints():
+    """Members checkpointed at epoch 2 (their solo FitStates) continue as their solo trials
+    resumed from the same epoch do; a solo Fitter takes a member's state as its own."""
+    torch.set_num_threads(1)
+    cfg = TrainConfig(epochs=4, batch_size=8, lr=0.01, grad_clip=1.0)
+    seeds, trains, val = [0, 1], [_split("train", 21, 5), _split("train", 30, 6)], _split("validation", 20, 7)
+    pack = PackedFitter([_member(s) for s in seeds], cfg, seeds, 3, trains, [val, val])
+    for logs in pack.epochs():
+        if logs[0].epoch == 2:
+            break
+    saved = [copy.deepcopy(dataclasses.asdict(s)) for s in pack.states]
+    from trainables.fit import FitState
+
+    resumed = PackedFitter([_member(s) for s in seeds], cfg, seeds, 3, trains, [val, val],
+                           [FitState(**s) for s in saved])
+    rest = list(resumed.epochs())
+    assert [logs[0].epoch for logs in rest] == [3, 4]
+    for k, s in enumerate(seeds):
+        _, solo_logs = _solo(s, cfg, trains[k], val, FitState(**saved[k]))  # the member's checkpoint, solo
+        assert [l.epoch for l in solo_logs] == [3, 4]
+        for solo_log, logs in zip(solo_logs, rest):
+            assert logs[k].train_loss == pytest.approx(solo_log.train_loss, **APPROX)
+            assert logs[k].val.uf1 == pytest.approx(solo_log.val.uf1, abs=1e-9)
+
+
+def test_packed_adam_and_clipping_match_torch_per_member():
+    torch.manual_seed(0)
+    solo = [torch.randn(4, 3, requires_grad=True) for _ in range(3)]
+    stacked = torch.stack([p.detach() for p in solo]).clone().requires_grad_(True)
+    opts = [torch.optim.Adam([p], lr=0.1, weight_decay=0.01) for p in solo]
+    packed = PackedAdam([stacked], lr=0.1, weight_decay=0.01)
+    for step in range(4):
+        grads = torch.randn(3, 4, 3) * (step + 1)
+        active = torch.tensor([True, step % 2 == 0, True])  # member 1 skips two steps
+        stacked.grad = grads.clone()
+        clip_members([stacked], 1.5)
+        packed.step(active)
+        for k, (p, o) in enumerate(zip(solo, opts)):
+            if active[k]:
+                p.grad = grads[k].clone()
+                torch.nn.utils.clip_grad_norm_([p], 1.5)
+                o.step()
+    for k, p in enumerate(solo):
+        torch.testing.assert_close(stacked[k].detach(), p.detach(), rtol=1e-5, atol=1e-6)
+    assert packed.steps.tolist() == [4.0, 2.0, 4.0]
