@@ -33,6 +33,9 @@ TOKEN = typer.Option(DataConfig.token, help="Per-frame token: flow_roi (optical 
                      "regions, computed at ingest; the paper's) or pixel_diff (difference to onset).")
 CPUS = typer.Option(1.0, help="CPUs per trial (also its torch threads).")
 GPUS = typer.Option(0.0, help="GPUs per trial; a fraction packs trials onto one GPU (0.25: four per GPU).")
+PACK_SEEDS = typer.Option("1", "--pack-seeds", help="Seeds trained as one model per Ray Tune trial: 1 (each seed "
+                          "its own trial), K, or auto (from the trials and the worker slots). Each seed keeps its own "
+                          "MLflow run; its metrics equal its solo trial's to float tolerance (docs/PERFORMANCE.md).")
 ALLOW_CPU = typer.Option(False, "--allow-cpu-for-gpu-trials", help="A trial given a GPU trains on the CPU when "
                          "torch has no CUDA (default: it refuses to start). For logical GPUs in tests.")
 ADDRESS = typer.Option(None, help="Ray cluster address ('auto' or host:port); default: local Ray.")
@@ -70,6 +73,15 @@ def _fail(msg: str) -> None:
     raise typer.Exit(2)
 
 
+def _pack_seeds(text: str) -> int | str:
+    if text.strip() == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        _fail(f"--pack-seeds: a whole number >= 1 or 'auto', got {text!r}")
+
+
 def _label_map(classes: Optional[int]) -> str:
     if classes is None:
         return "store"
@@ -79,7 +91,8 @@ def _label_map(classes: Optional[int]) -> str:
 
 
 def _experiment(name: str, protocol: Protocol, store: Optional[str], seeds: int, lengths: str, epochs: int,
-                token: str, label_map: str, cpus: float, gpus: float, allow_cpu: bool = False, save_model: bool = False,
+                token: str, label_map: str, cpus: float, gpus: float, allow_cpu: bool = False, pack: str = "1",
+                save_model: bool = False,
                 benchmark: str = "default", positions: str = "learned") -> Experiment:
     try:
         return Experiment(
@@ -88,7 +101,7 @@ def _experiment(name: str, protocol: Protocol, store: Optional[str], seeds: int,
             lengths=tuple(x.strip() for x in lengths.split(",") if x.strip()),
             trial=TrialConfig(data=DataConfig(token=token, label_map=label_map), model=ModelConfig(positions=positions),
                               train=dataclasses.replace(TrainConfig(), epochs=epochs)),
-            resources=Resources(cpus, gpus, allow_cpu), save_model=save_model,
+            resources=Resources(cpus, gpus, allow_cpu, _pack_seeds(pack)), save_model=save_model,
         )
     except ValueError as e:
         _fail(str(e))
@@ -177,6 +190,7 @@ def ablation(
     experiment: str = typer.Option("ablation", help="Experiment name (MLflow experiment, report folder)."),
     cpus_per_trial: float = CPUS,
     gpus_per_trial: float = GPUS,
+    pack_seeds: str = PACK_SEEDS,
     allow_cpu_for_gpu_trials: bool = ALLOW_CPU,
     address: Optional[str] = ADDRESS,
     storage: Optional[str] = STORAGE,
@@ -193,7 +207,7 @@ def ablation(
     'test_A' (validation), report on 'test_B' (test). Prints the Table 4 layout at the end.
     """
     exp = _experiment(experiment, Protocol("ablation"), store, seeds, lengths, epochs, token, "store",
-                      cpus_per_trial, gpus_per_trial, allow_cpu=allow_cpu_for_gpu_trials, benchmark=benchmark, positions=positions)
+                      cpus_per_trial, gpus_per_trial, allow_cpu=allow_cpu_for_gpu_trials, pack=pack_seeds, benchmark=benchmark, positions=positions)
     _go(exp, workdir, address, progress, dry_run, save_yaml, reuse_across_versions, tracking_uri, storage)
 
 
@@ -214,6 +228,7 @@ def loso(
     experiment: str = typer.Option("loso", help="Experiment name (MLflow experiment, report folder)."),
     cpus_per_trial: float = CPUS,
     gpus_per_trial: float = GPUS,
+    pack_seeds: str = PACK_SEEDS,
     allow_cpu_for_gpu_trials: bool = ALLOW_CPU,
     address: Optional[str] = ADDRESS,
     storage: Optional[str] = STORAGE,
@@ -237,7 +252,7 @@ def loso(
     except ValueError as e:
         _fail(str(e))
     exp = _experiment(experiment, proto, store, seeds, lengths, epochs, token, _label_map(classes),
-                      cpus_per_trial, gpus_per_trial, allow_cpu=allow_cpu_for_gpu_trials, benchmark=benchmark, positions=positions)
+                      cpus_per_trial, gpus_per_trial, allow_cpu=allow_cpu_for_gpu_trials, pack=pack_seeds, benchmark=benchmark, positions=positions)
     _go(exp, workdir, address, progress, dry_run, save_yaml, reuse_across_versions, tracking_uri, storage)
 
 
@@ -258,6 +273,7 @@ def split(
     experiment: str = typer.Option("split", help="Experiment name (MLflow experiment, report folder)."),
     cpus_per_trial: float = CPUS,
     gpus_per_trial: float = GPUS,
+    pack_seeds: str = PACK_SEEDS,
     allow_cpu_for_gpu_trials: bool = ALLOW_CPU,
     address: Optional[str] = ADDRESS,
     storage: Optional[str] = STORAGE,
@@ -280,7 +296,7 @@ def split(
     except ValueError as e:
         _fail(str(e))
     exp = _experiment(experiment, proto, store, seeds, lengths, epochs, token, "store",
-                      cpus_per_trial, gpus_per_trial, allow_cpu=allow_cpu_for_gpu_trials, save_model=save_model, benchmark=benchmark, positions=positions)
+                      cpus_per_trial, gpus_per_trial, allow_cpu=allow_cpu_for_gpu_trials, pack=pack_seeds, save_model=save_model, benchmark=benchmark, positions=positions)
     _go(exp, workdir, address, progress, dry_run, save_yaml, reuse_across_versions, tracking_uri, storage)
 
 
@@ -304,6 +320,7 @@ def search(
     experiment: str = typer.Option("search", help="Experiment name (MLflow experiment, report folder)."),
     cpus_per_trial: float = CPUS,
     gpus_per_trial: float = GPUS,
+    pack_seeds: str = PACK_SEEDS,
     allow_cpu_for_gpu_trials: bool = ALLOW_CPU,
     address: Optional[str] = ADDRESS,
     storage: Optional[str] = STORAGE,
@@ -326,7 +343,7 @@ def search(
         _fail(f"--protocol: split or loso, got {protocol!r}")
     exp = _experiment(experiment, Protocol(protocol), store, seeds, lengths, epochs, token,
                       _label_map(classes) if protocol == "loso" else "store", cpus_per_trial, gpus_per_trial,
-                      allow_cpu=allow_cpu_for_gpu_trials, save_model=protocol == "split", benchmark=benchmark, positions=positions)
+                      allow_cpu=allow_cpu_for_gpu_trials, pack=pack_seeds, save_model=protocol == "split", benchmark=benchmark, positions=positions)
     try:
         exp = dataclasses.replace(exp, search=SearchSpec(read_yaml(space), samples, grace_period))
     except ValueError as e:

@@ -22,7 +22,7 @@ from rich.markdown import Markdown
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from orchestrator import packing, protocols, reports
+from orchestrator import packing, protocols, reports, seed_packs
 from orchestrator.experiment import Experiment
 from orchestrator.protocols import ProtocolError, TrialPlan
 from orchestrator.reports.context import PlannedTrial, ReportContext
@@ -175,30 +175,67 @@ def print_plan(console: Console, exp: Experiment, fs: FrameStore | None, plans: 
     console.print(Columns(names, equal=True))
     console.print(what or protocol.count_text(exp, plans, n_trials))
     need = f"{r.cpus_per_trial:g} CPU" + (f" + {r.gpus_per_trial:g} GPU" if r.gpus_per_trial else "")
-    if address:
-        started = init_ray(address, None)  # only to read the cluster's nodes
-        try:
-            nodes = packing.cluster_nodes()
-        finally:
-            if started:
-                ray.shutdown()
-        where = f"the cluster at {address} now has {len(nodes)} node{'s' if len(nodes) != 1 else ''}"
-    else:
-        nodes = [packing.Node("this machine", float(os.cpu_count() or 1), float(torch.cuda.device_count()))]
-        where = "local Ray"
-    console.print(f"each trial needs {need} (torch threads: {r.threads}); {where}:")
-    for line in packing.plan_lines(nodes, r.cpus_per_trial, r.gpus_per_trial, n_trials):
+    nodes = nodes_of(address)
+    where = (f"the cluster at {address} now has {len(nodes)} node{'s' if len(nodes) != 1 else ''}" if address
+             else "local Ray")
+    n_tune = n_trials
+    if plans is not None and exp.search is None:
+        size = pack_size(exp, plans, nodes)
+        if size > 1:
+            packs = seed_packs.pack(plans, size)
+            n_tune = len(packs)
+            console.print(f"packed seeds (--pack-seeds {r.pack_seeds}): {len(plans)} trials in {n_tune} Ray Tune "
+                          f"trials of up to {size} seeds, each pack trained as one model; every seed keeps its own "
+                          f"MLflow run:")
+            console.print(Columns([f"{seed_packs.pack_name(g)} ({len(g)})" for g in packs], equal=True))
+    console.print(f"each {'Tune trial' if n_tune != n_trials else 'trial'} needs {need} (torch threads: "
+                  f"{r.threads}); {where}:")
+    for line in packing.plan_lines(nodes, r.cpus_per_trial, r.gpus_per_trial, n_tune):
         console.print(line)
     if address:
         console.print("  (an autoscaling cluster adds nodes when trials wait)")
+
+
+def nodes_of(address: str | None) -> list[packing.Node]:
+    """The nodes trials can run on: the cluster's (connecting only to read them), or this machine."""
+    if not address:
+        return [packing.Node("this machine", float(os.cpu_count() or 1), float(torch.cuda.device_count()))]
+    started = init_ray(address, None)
+    try:
+        return packing.cluster_nodes()
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def pack_size(exp: Experiment, plans: list[TrialPlan], nodes: list[packing.Node] | None = None,
+              address: str | None = None) -> int:
+    """How many seeds a Tune trial trains (``resources.pack_seeds``): ``auto`` from the
+    plans and the worker slots of ``nodes`` (``seed_packs.auto_size``)."""
+    setting = exp.resources.pack_seeds
+    if setting == 1:
+        return 1
+    if exp.trial.model.dropout:
+        if setting == seed_packs.AUTO:
+            return 1
+        raise CommandError(f"--pack-seeds {setting}: model.dropout is {exp.trial.model.dropout}; packed seeds need "
+                           f"dropout 0 (each member's dropout masks would have to follow its solo random stream)")
+    r = exp.resources
+    if setting == seed_packs.AUTO:
+        nodes = nodes if nodes is not None else nodes_of(address)
+        slots = sum(packing.trials_at_once(n, r.cpus_per_trial, r.gpus_per_trial) for n in nodes)
+        return seed_packs.auto_size(plans, slots)
+    return int(setting)
 
 
 def sweep(exp: Experiment, plans: list[TrialPlan], fs: FrameStore, wd: Workdir, console: Console,
           address: str | None, show_progress: bool, search: Search | None = None,
           reuse_across_versions: bool = False) -> SweepOutcome:
     try:
+        size = 1 if search is not None else pack_size(exp, plans, address=address)
         return run_sweep(exp, plans, fs.fingerprint, wd, address=address, console=console,
-                         show_progress=show_progress, search=search, reuse_across_versions=reuse_across_versions)
+                         show_progress=show_progress, search=search, reuse_across_versions=reuse_across_versions,
+                         pack_size=size)
     except (ResourceError, StorageError, RestoreError, DeletedExperiment) as e:
         raise CommandError(str(e)) from None
 

@@ -49,6 +49,14 @@ class Resources:
     # a trial given a GPU trains on the CPU when torch has no CUDA (else it refuses to start):
     # for GPU packing on logical GPUs (``ray start --num-gpus``) with CPU-only torch
     allow_cpu_for_gpu_trials: bool = False
+    # seeds trained as one model per Ray Tune trial (``orchestrator.seed_packs``): 1 (each seed
+    # its own trial), K, or "auto" (from the trials and the worker slots)
+    pack_seeds: int | str = 1
+
+    def __post_init__(self):
+        if self.pack_seeds != "auto" and not (isinstance(self.pack_seeds, int) and not isinstance(self.pack_seeds, bool)
+                                              and self.pack_seeds >= 1):
+            raise ValueError(f"resources.pack_seeds: a whole number >= 1 or 'auto', got {self.pack_seeds!r}")
 
     @property
     def threads(self) -> int:
@@ -255,7 +263,9 @@ class Experiment:
         if "protocol" in kw:
             kw["protocol"] = build_dataclass(Protocol, kw["protocol"], "protocol.")
         if "resources" in kw:
-            kw["resources"] = build_dataclass(Resources, kw["resources"], "resources.")
+            res = dict(kw["resources"]) if isinstance(kw["resources"], dict) else kw["resources"]
+            pack = res.pop("pack_seeds", 1) if isinstance(res, dict) else 1  # a number or "auto": checked by Resources
+            kw["resources"] = dataclasses.replace(build_dataclass(Resources, res, "resources."), pack_seeds=pack)
         if kw.get("search") is not None:
             kw["search"] = build_dataclass(SearchSpec, kw["search"], "search.")
         if isinstance(kw.get("seeds"), int) and not isinstance(kw["seeds"], bool):

@@ -25,6 +25,7 @@ from rich.console import Console
 
 from orchestrator.experiment import Experiment
 from orchestrator.protocols import TrialPlan
+from orchestrator import seed_packs
 from orchestrator.progress import SweepProgress
 from orchestrator.sweep_run import SweepParent, command_line, describe, ensure_experiment
 from orchestrator.tune_restore import lost_checkpoints, restart_errored, restorable
@@ -137,7 +138,7 @@ class Search:
 def run_sweep(exp: Experiment, plans: list[TrialPlan], store_fingerprint: str, workdir: Workdir,
               address: str | None = None, console: Console | None = None, show_progress: bool = True,
               trainable=train_trial, search: Search | None = None,
-              reuse_across_versions: bool = False, command: str | None = None) -> SweepOutcome:
+              reuse_across_versions: bool = False, command: str | None = None, pack_size: int = 1) -> SweepOutcome:
     """Every plan as one Ray Tune experiment (with ``search``: the one plan, ``samples``
     configurations drawn from the space, ASHA on a validation metric).
 
@@ -147,7 +148,11 @@ def run_sweep(exp: Experiment, plans: list[TrialPlan], store_fingerprint: str, w
 
     The sweep's parent run (``sweep_run.SweepParent``, found by the sweep key or made) is
     opened before any trial starts and closed when the sweep ends, however it ends; every
-    trial's run is its child. ``command``: the command line it records (``sys.argv``)."""
+    trial's run is its child. ``command``: the command line it records (``sys.argv``).
+
+    ``pack_size`` > 1: plans that differ only in their seed run that many to a Tune trial,
+    as one model (``orchestrator.seed_packs``, ``trainables.pack_trial``); each seed keeps
+    its own run. A search never packs (each of its trials is its own configuration)."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # one checkpoint kept per trial forces an experiment snapshot per checkpoint; that is
     # intended here (small checkpoints, few trials per node), so Tune need not warn about it
@@ -175,8 +180,11 @@ def run_sweep(exp: Experiment, plans: list[TrialPlan], store_fingerprint: str, w
                                     max_t=search.epochs, grace_period=search.grace_period,
                                     reduction_factor=search.reduction_factor))
         n_trials = search.samples * grid_size(search.space)
+    if search is not None and pack_size > 1:
+        raise ValueError("pack_size: a search's trials are each their own configuration; they do not pack")
+    grid_plans = [seed_packs.pack_dict(g) if len(g) > 1 else g[0].to_dict() for g in seed_packs.pack(plans, pack_size)]
     param_space = {
-        "plan": tune.grid_search([p.to_dict() for p in plans]),
+        "plan": tune.grid_search(grid_plans),
         "trial": trial_space,
         "tracking": {"uri": uri, "experiment_id": experiment_id, "sweep_key": sweep_key, "sweep_name": exp.name,
                      "reuse_across_versions": reuse_across_versions},
@@ -193,7 +201,8 @@ def run_sweep(exp: Experiment, plans: list[TrialPlan], store_fingerprint: str, w
     # stable per sweep (see tune_storage): a crashed driver's sweep is found and restored
     search_knobs = {k: v for k, v in dataclasses.asdict(search).items() if k != "space"} if search else None
     tune_name = sweep_tune_name(exp.name, {**param_space, "search": search_knobs})
-    progress = SweepProgress(n_trials, exp.trial.train.epochs, console=console, enabled=show_progress)
+    progress = SweepProgress(n_trials, exp.trial.train.epochs, console=console, enabled=show_progress,
+                             packs=len(grid_plans) if len(grid_plans) < len(plans) and search is None else 0)
     parent = SweepParent.open(uri, experiment_id, sweep_key, exp, plans, n_trials, store_fingerprint, code,
                               reuse_across_versions, command or command_line(),
                               exp.name + ("-search" if search else ""))
@@ -203,18 +212,20 @@ def run_sweep(exp: Experiment, plans: list[TrialPlan], store_fingerprint: str, w
     started = False
     t0 = time.time()
     restored = errors = failure = None
+    n_errored = 0
     try:
         started = init_ray(address, workdir)
         check_resources(resources, local=not address)
         if address and storage.is_local and console is not None:
             console.print(f"Tune storage: {storage.path} (a local path: on a cluster of several machines it must "
                           f"be one every node mounts, or an s3:// / gs:// --storage)")
-        restored = restorable(storage, tune_name, tune.with_resources(trainable, resources), n_trials, [progress])
+        n_tune = len(grid_plans) if search is None else n_trials  # Tune trials (a pack is one)
+        restored = restorable(storage, tune_name, tune.with_resources(trainable, resources), n_tune, [progress])
         if console is not None:
             console.print(f"Tune experiment: {storage.experiment_uri(tune_name)}")
         if restored is not None:
             tuner = restored.tuner
-            progress.already_done(restored.n_done)
+            progress.already_done(round(restored.n_done * n_trials / n_tune))  # seeds, on average per trial
             if console is not None:
                 console.print(f"restoring the interrupted Tune experiment {restored.uri}: {restored.n_done} of "
                               f"{n_trials} trials had finished; the others continue from their last checkpoint")
@@ -250,6 +261,7 @@ def run_sweep(exp: Experiment, plans: list[TrialPlan], store_fingerprint: str, w
             progress.stop()
         errors = [f"{r.config['plan']['name']}: {str(r.error).strip().splitlines()[-1]}"
                   for r in grid if r.error is not None]
+        n_errored = sum(seeds_of(r.config) for r in grid if r.error is not None)
         reused = [r.metrics for r in grid if r.error is None and r.metrics and r.metrics.get("reused")]
         best = None
         if search is not None:
@@ -265,14 +277,20 @@ def run_sweep(exp: Experiment, plans: list[TrialPlan], store_fingerprint: str, w
             end_stale_runs(uri, experiment_id, sweep_key)
         finally:
             try:
-                parent.close(None if errors is None else len(errors), failure)
+                parent.close(None if errors is None else n_errored, failure)
             finally:
                 if started:
                     ray.shutdown()
-    return SweepOutcome(experiment_id, sweep_key, n_trials, len(errors),
+    return SweepOutcome(experiment_id, sweep_key, n_trials, n_errored,
                         storage.experiment_uri(tune_name), time.time() - t0, errors, best,
-                        n_reused=len(reused), n_reused_other_code=sum(bool(m.get("reused_other_code")) for m in reused),
+                        n_reused=sum(int(m["reused"]) for m in reused),
+                        n_reused_other_code=sum(int(m.get("reused_other_code", 0)) for m in reused),
                         code=code, parent_run_id=parent.run_id)
+
+
+def seeds_of(config: dict) -> int:
+    """How many seeds a Tune trial trains: a pack's members, else one."""
+    return len(config.get("plan", {}).get("members", ())) or 1
 
 
 def grid_size(space: dict) -> int:

@@ -55,7 +55,8 @@ PENDING_FILE = "tracking_pending.json"  # metrics the tracking store did not tak
 MODEL_ARTIFACT = "model/selected.pt"  # the best-validation parameters, for `orch predict`
 SAMPLES_ARTIFACT = "samples.json"  # the clip ids of every role
 _STORES: dict[str, FrameStore] = {}
-RUNTIME_TAGS = ("orch.device", "orch.gpu_ids", "orch.node", "orch.store_cache")  # rewritten when a run is continued
+PACK_TAG = "orch.pack"  # the pack a seed was trained in ("" for a solo trial): seeds and pack size
+RUNTIME_TAGS = ("orch.device", "orch.gpu_ids", "orch.node", "orch.store_cache", PACK_TAG)  # rewritten when a run is continued
 _LEASES: dict[str, object] = {}  # remote stores: the cache lease that keeps the node's copy while it is mapped
 
 
@@ -74,8 +75,9 @@ def open_store(path: str) -> FrameStore:
     return _STORES[key]
 
 
-def trial_config(config: dict) -> TrialConfig:
-    plan = config["plan"]
+def trial_config(config: dict, plan: dict | None = None) -> TrialConfig:
+    """The trial's config: the experiment's (or the plan's own), with the plan's seed and length."""
+    plan = plan if plan is not None else config["plan"]
     base = TrialConfig.from_dict(plan.get("trial") or config["trial"])  # a plan may carry its own config
     data = dataclasses.replace(base.data, length=parse_length(plan["length"]))
     return dataclasses.replace(base, seed=int(plan["seed"]), data=data)
@@ -108,15 +110,29 @@ def validation_only(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if not k.startswith("test")}
 
 
-def train_trial(config: dict) -> None:
-    trial = trial_config(config)
-    plan = config["plan"]
-    roles = Roles.from_dict(plan["roles"])
-    torch.set_num_threads(int(config.get("threads", 1)))
-    store = open_store(trial.data.store)
+@dataclasses.dataclass
+class OpenedTrial:
+    """One trial (a seed of a pack, or a solo trial) with its MLflow run open: what its
+    training needs and where its results go."""
+
+    plan: dict
+    trial: TrialConfig
+    roles: Roles
+    run: TrialRun
+    param_files: dict[str, str]  # params too long for MLflow, logged as artifacts
+
+    @property
+    def name(self) -> str:
+        return self.plan["name"]
+
+
+def open_trial(config: dict, plan: dict, store: FrameStore, labels: LabelMap, classes: np.ndarray,
+               where, extra_tags: dict[str, str] | None = None) -> OpenedTrial:
+    """The trial's config resolved on the store, and its run found (continued, reused) or
+    created with its params and tags (``tracking.TrialRun.open``)."""
+    trial = trial_config(config, plan)
     trial = dataclasses.replace(trial, model=fit_to_store(trial.model, store, [trial.data.length]))  # the driver did
-    labels = label_map(trial.data.label_map, store)
-    classes = labels.class_indices(store)
+    roles = Roles.from_dict(plan["roles"])
     t = config["tracking"]
     code = config.get("code") or code_version()  # the driver's (computed once there); standalone: this process's
     length = length_name(trial.data.length)
@@ -126,18 +142,15 @@ def train_trial(config: dict) -> None:
         code_digest=code["digest"], reuse_across_versions=bool(t.get("reuse_across_versions")),
         parent_run_id=t.get("parent_run_id", ""),
     )
-    # the GPU Ray assigned (it sets CUDA_VISIBLE_DEVICES), or a clear error before any run is opened
-    where = trial_device(ray.get_gpu_ids(), bool(config.get("allow_cpu_for_gpu_trials")))
-    device = where.device
     params = {**config.get("params", {}), **trial.params(), "length": length, "fold": plan.get("fold", ""),
               "data.store_fingerprint": store.fingerprint, "data.classes": ",".join(labels.classes),
-              "runtime.device": device.type, "runtime.threads": str(torch.get_num_threads()),
+              "runtime.device": where.device.type, "runtime.threads": str(torch.get_num_threads()),
               **{f"code.{k}": v for k, v in code.items()}, **_role_params(roles)}
     params, param_files = fit_params(params)  # values too long for MLflow: artifacts, named by their param
     tags = {"orch.sweep": t.get("sweep_name", ""), "orch.seed": str(trial.seed), "orch.length": length,
             # where it runs now (tags: a trial resumed on another node says so)
             "orch.device": where.description, "orch.gpu_ids": ",".join(where.gpu_ids),
-            "orch.node": ray.get_runtime_context().get_node_id()}
+            "orch.node": ray.get_runtime_context().get_node_id(), PACK_TAG: "", **(extra_tags or {})}
     if trial.data.store in _LEASES:  # a remote store: where this node's copy is (its cache says which node)
         tags["orch.store_cache"] = str(_LEASES[trial.data.store].path)
     if plan.get("fold"):
@@ -147,14 +160,44 @@ def train_trial(config: dict) -> None:
         run.backoff.call(lambda: run.client.log_batch(run.run_id, tags=[RunTag(k, tags[k]) for k in RUNTIME_TAGS
                                                                         if k in tags]), "tagging where the run is now")
     run.unbuffered = config.get("params", {}).get("search") == "1"  # ASHA may stop it after any epoch
+    return OpenedTrial(plan, trial, roles, run, param_files)
+
+
+def reused_report(opened: list[OpenedTrial], code: dict) -> dict:
+    """What Tune hears of trials whose FINISHED run is reused: how many, and how many of
+    those other code made."""
+    return {"reused": len(opened), "reused_other_code": sum(o.run.code_digest != code["digest"] for o in opened)}
+
+
+def opening_files(o: OpenedTrial, config: dict, store: FrameStore, classes: np.ndarray) -> dict[str, str]:
+    """The artifacts a run gets when its training starts."""
+    return {**o.param_files, "experiment.yaml": config.get("experiment_yaml", ""),
+            SAMPLES_ARTIFACT: json.dumps(o.roles.sample_ids(store, classes), indent=1)}
+
+
+def train_trial(config: dict) -> None:
+    """One trial — or, when its plan has ``members`` (``--pack-seeds``), a pack of seeds
+    trained as one model (``trainables.pack_trial``)."""
+    if "members" in config["plan"]:
+        from trainables.pack_trial import train_pack
+
+        return train_pack(config)
+    torch.set_num_threads(int(config.get("threads", 1)))
+    plan = config["plan"]
+    store = open_store(trial_config(config).data.store)
+    labels = label_map(trial_config(config).data.label_map, store)
+    classes = labels.class_indices(store)
+    code = config.get("code") or code_version()
+    # the GPU Ray assigned (it sets CUDA_VISIBLE_DEVICES), or a clear error before any run is opened
+    where = trial_device(ray.get_gpu_ids(), bool(config.get("allow_cpu_for_gpu_trials")))
+    opened = open_trial(config, plan, store, labels, classes, where)
+    trial, roles, run = opened.trial, opened.roles, opened.run
     if run.finished:  # same identity, same config (and code, unless asked otherwise): its metrics
-        tune_report({**validation_only(run.final_metrics()), "epoch": trial.train.epochs, "reused": 1,
-                     "reused_other_code": int(run.code_digest != code["digest"])})
+        tune_report({**validation_only(run.final_metrics()), "epoch": trial.train.epochs, **reused_report([opened], code)})
         return
     try:
-        run.log_files({**param_files, "experiment.yaml": config.get("experiment_yaml", ""),
-                       SAMPLES_ARTIFACT: json.dumps(roles.sample_ids(store, classes), indent=1)})
-        _train(trial, roles, labels, classes, store, run, config, device)
+        run.log_files(opening_files(opened, config, store, classes))
+        _train(trial, roles, labels, classes, store, run, config, where.device)
     except Exception:
         run.fail(traceback.format_exc())
         raise
