@@ -32,3 +32,23 @@ def test_dry_run_does_not_build_the_benchmark(tmp_path):
     assert "150 trials = 30 seeds x 5 lengths" in said and "not built yet" in said
     assert "no node can take one trial: a real run stops with an error" in said
     assert not (wd / "stores").exists() or not any((wd / "stores").iterdir())
+
+
+def test_dry_run_shows_the_packs_of_seeds(tiny_store, tmp_path):
+    wd = tmp_path / "work"
+    r = CliRunner().invoke(app, ["ablation", "--dry-run", "--seeds", "3", "--lengths", "4,all", "--store",
+                                 str(tiny_store), "--workdir", str(wd), "--pack-seeds", "2"])
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.output.split())
+    assert "6 trials in 4 Ray Tune trials of up to 2 seeds" in said
+    for pack in ("seed0-1-N4 (2)", "seed2-N4 (1)", "seed0-1-Nall (2)", "seed2-Nall (1)"):
+        assert pack in said
+    assert "each Tune trial needs 1 CPU" in said and "of 4 trials" in said
+    assert not wd.exists()
+
+
+def test_bad_pack_sizes_are_refused_with_the_option_named(tiny_store, tmp_path):
+    for bad in ("0", "two"):
+        r = CliRunner().invoke(app, ["ablation", "--dry-run", "--store", str(tiny_store), "--workdir",
+                                     str(tmp_path / "w"), "--pack-seeds", bad])
+        assert r.exit_code == 2 and "pack_seeds" in r.output.replace("-", "_"), r.output
