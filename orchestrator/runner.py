@@ -183,6 +183,9 @@ def run_sweep(exp: Experiment, plans: list[TrialPlan], store_fingerprint: str, w
     if search is not None and pack_size > 1:
         raise ValueError("pack_size: a search's trials are each their own configuration; they do not pack")
     grid_plans = [seed_packs.pack_dict(g) if len(g) > 1 else g[0].to_dict() for g in seed_packs.pack(plans, pack_size)]
+    if console is not None and len(grid_plans) < len(plans):
+        console.print(f"packed seeds: {len(plans)} trials in {len(grid_plans)} Ray Tune trials of up to {pack_size} "
+                      f"seeds, each pack trained as one model (every seed keeps its own MLflow run)")
     param_space = {
         "plan": tune.grid_search(grid_plans),
         "trial": trial_space,

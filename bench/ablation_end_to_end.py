@@ -1,0 +1,98 @@
+"""The ablation end to end, solo against packed seeds, in one run on one machine.
+
+Runs ``orch ablation`` twice on the same built-in benchmark store, in one workdir under two
+experiment names (so neither reuses the other's runs): once with every seed its own Ray Tune
+trial (``--pack-seeds 1``, the baseline) and once packed (``--pack-seeds K|auto``). The
+store is built first and its build is not timed. Each command's wall time is the whole
+command as a user runs it: Ray start, every trial, MLflow runs, the report.
+
+Prints, per mode: trials trained, wall seconds, trials per minute, and the packed run's
+speed-up over solo; then how far apart the two Table 4s are (mean UF1 and UAR per N, in
+percentage points: float summation order only, see docs/PERFORMANCE.md).
+
+Usage: .venv/bin/python bench/ablation_end_to_end.py [--benchmark default|dfme-size] [--seeds 30]
+       [--lengths 4,8,12,16,all] [--epochs 16] [--pack auto] [--order solo,packed] [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from storage.sources.synthetic.benchmark import benchmark_spec, ensure_store  # noqa: E402
+
+
+def run(mode: str, pack: str, args, workdir: Path) -> dict:
+    name = f"bench-{mode}"
+    cmd = [str(Path(sys.executable).parent / "orch"), "ablation", "--benchmark", args.benchmark,
+           "--seeds", str(args.seeds), "--lengths", args.lengths, "--epochs", str(args.epochs),
+           "--experiment", name, "--workdir", str(workdir), "--no-progress", "--pack-seeds", pack]
+    print(f"$ {' '.join(cmd)}", flush=True)
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
+    seconds = time.perf_counter() - t0
+    if out.returncode != 0:
+        sys.exit(f"{mode}: exit {out.returncode}\n{out.stdout[-4000:]}\n{out.stderr[-4000:]}")
+    trained = re.search(r"(\d+) trained, (\d+) reused", out.stdout)
+    packs = re.search(r"in (\d+) Ray Tune trials of up to (\d+) seeds", " ".join(out.stdout.split()))
+    table = {}
+    with open(workdir / "reports" / name / "table4.csv") as f:
+        for row in csv.DictReader(f):
+            table[row["n_frames"]] = row
+    return {"mode": mode, "seconds": seconds, "trained": int(trained.group(1)), "reused": int(trained.group(2)),
+            "tune_trials": int(packs.group(1)) if packs else int(trained.group(1)),
+            "pack": int(packs.group(2)) if packs else 1, "table": table}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--benchmark", default="default")
+    ap.add_argument("--seeds", type=int, default=30)
+    ap.add_argument("--lengths", default="4,8,12,16,all")
+    ap.add_argument("--epochs", type=int, default=16)
+    ap.add_argument("--pack", default="auto", help="the packed run's --pack-seeds")
+    ap.add_argument("--order", default="solo,packed")
+    ap.add_argument("--workdir", type=Path, default=None, help="default: a temporary folder, removed after")
+    args = ap.parse_args()
+    tmp = None
+    if args.workdir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="orch-bench-")
+        args.workdir = Path(tmp.name)
+    t0 = time.perf_counter()
+    ensure_store(benchmark_spec(args.benchmark), args.workdir / "stores")
+    print(f"benchmark {args.benchmark!r} built in {time.perf_counter() - t0:.0f} s (not timed below); "
+          f"{os.cpu_count()} CPUs; load before: {os.getloadavg()[0]:.2f}", flush=True)
+    results = {}
+    for mode in args.order.split(","):
+        results[mode] = run(mode, "1" if mode == "solo" else args.pack, args, args.workdir)
+        r = results[mode]
+        print(f"{mode}: {r['trained']} trained in {r['tune_trials']} Tune trials, {r['seconds']:.0f} s, "
+              f"load after {os.getloadavg()[0]:.2f}", flush=True)
+    solo = results["solo"]
+    print(f"\n{'mode':>8} {'pack':>5} {'trials':>7} {'Tune trials':>12} {'wall s':>8} {'trials/min':>11} {'vs solo':>8}")
+    for r in results.values():
+        print(f"{r['mode']:>8} {r['pack']:>5} {r['trained']:>7} {r['tune_trials']:>12} {r['seconds']:>8.0f} "
+              f"{60 * r['trained'] / r['seconds']:>11.2f} {solo['seconds'] / r['seconds']:>7.2f}x")
+    if "packed" in results:
+        worst = 0.0
+        for n, row in solo["table"].items():
+            other = results["packed"]["table"][n]
+            for k in ("uf1_mean", "uar_mean"):
+                worst = max(worst, abs(float(row[k]) - float(other[k])))
+        print(f"Table 4, packed vs solo: largest difference of a mean UF1/UAR {worst * 100:.4f} pp")
+    if tmp is not None:
+        tmp.cleanup()
+
+
+if __name__ == "__main__":
+    main()
