@@ -3,6 +3,7 @@ for every test that needs Ray (starting Ray costs seconds)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import pytest
@@ -46,6 +47,15 @@ CASME3_LIKE = SyntheticSpec(
 def casme3_store(tmp_path_factory):
     path = tmp_path_factory.mktemp("stores") / "casme3-like"
     write_store(CASME3_LIKE, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def casme3_five_subjects(tmp_path_factory):
+    """The same kind of store with 5 subjects: 5 LOSO folds, for tests that run a Tune
+    experiment per fold (a nested search)."""
+    path = tmp_path_factory.mktemp("stores") / "casme3-like-5"
+    write_store(dataclasses.replace(CASME3_LIKE, subjects={"all": 5}), path)
     return path
 
 

@@ -133,36 +133,36 @@ def _tune_results(wd, trial_name):
     return keys
 
 
-def test_nested_loso_search_never_sees_a_folds_subject(casme3_store, ray_session, tmp_path):
+def test_nested_loso_search_never_sees_a_folds_subject(casme3_five_subjects, ray_session, tmp_path):
     """`orch search --protocol loso`: each fold is searched on its own training and
     validation subjects, and each fold's final run uses that fold's best configuration."""
     wd = tmp_path / "work"
     space = tmp_path / "space.yaml"
     space.write_text("model.depth: {grid: [1, 2]}\n")
-    r = CliRunner().invoke(app, ["search", "--protocol", "loso", "--store", str(casme3_store), "--classes", "3",
+    r = CliRunner().invoke(app, ["search", "--protocol", "loso", "--store", str(casme3_five_subjects), "--classes", "3",
                                  "--space", str(space), "--samples", "1", "--epochs", "2", "--grace-period", "1",
                                  "--seeds", "1", "--workdir", str(wd), "--no-progress"])
     assert r.exit_code == 0, r.output
-    store = FrameStore(casme3_store)
+    store = FrameStore(casme3_five_subjects)
     subject_of = dict(zip(store.column("clip_id"), store.column("subject")))
     client = MlflowClient(f"sqlite:///{wd / 'mlflow.db'}")
     searched = trial_runs(client, client.get_experiment_by_name("search").experiment_id)
-    assert len(searched) == 20  # 10 folds x 2 depths
+    assert len(searched) == 10  # 5 folds x 2 depths
     # the nested search is one sweep (one parent: every fold's search trials), the final run another
-    search_parent = one_parent(client, client.get_experiment_by_name("search").experiment_id, n_children=20)
-    assert search_parent.data.tags["orch.n_trials"] == "20"
+    search_parent = one_parent(client, client.get_experiment_by_name("search").experiment_id, n_children=10)
+    assert search_parent.data.tags["orch.n_trials"] == "10"
     best_val: dict[str, float] = {}
     for run in searched:
         fold = run.data.params["fold"]
         samples = json.loads(_artifact(client, run.info.run_id, "samples.json", tmp_path / run.info.run_id))
         assert samples["tests"] == {}
         seen = {subject_of[c] for c in samples["train"] + samples["validation"]}
-        assert fold not in seen and len(seen) == 9
+        assert fold not in seen and len(seen) == 4
         assert not any(k.startswith("test") for k in run.data.metrics)
         best_val[fold] = max(best_val.get(fold, 0.0), run.data.metrics["best_val_uf1"])
     final = trial_runs(client, client.get_experiment_by_name("search-best").experiment_id)
-    assert len(final) == 10 and {x.info.status for x in final} == {"FINISHED"}
-    one_parent(client, client.get_experiment_by_name("search-best").experiment_id, n_children=10)
+    assert len(final) == 5 and {x.info.status for x in final} == {"FINISHED"}
+    one_parent(client, client.get_experiment_by_name("search-best").experiment_id, n_children=5)
     for run in final:
         fold, depth = run.data.params["fold"], run.data.params["model.depth"]
         # this fold's final configuration is one that scored best on this fold's validation
