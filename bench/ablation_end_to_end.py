@@ -11,7 +11,7 @@ speed-up over solo; then how far apart the two Table 4s are (mean UF1 and UAR pe
 percentage points: float summation order only, see docs/PERFORMANCE.md).
 
 Usage: .venv/bin/python bench/ablation_end_to_end.py [--benchmark default|dfme-size] [--seeds 30]
-       [--lengths 4,8,12,16,all] [--epochs 16] [--pack auto] [--order solo,packed] [--workdir DIR]
+       [--store PATH] [--lengths 4,8,12,16,all] [--epochs 16] [--pack auto] [--order solo,packed] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ from storage.sources.synthetic.benchmark import benchmark_spec, ensure_store  # 
 
 def run(mode: str, pack: str, args, workdir: Path) -> dict:
     name = f"bench-{mode}"
-    cmd = [str(Path(sys.executable).parent / "orch"), "ablation", "--benchmark", args.benchmark,
+    where = ["--store", str(args.store)] if args.store else ["--benchmark", args.benchmark]
+    cmd = [str(Path(sys.executable).parent / "orch"), "ablation", *where,
            "--seeds", str(args.seeds), "--lengths", args.lengths, "--epochs", str(args.epochs),
            "--experiment", name, "--workdir", str(workdir), "--no-progress", "--pack-seeds", pack]
     print(f"$ {' '.join(cmd)}", flush=True)
@@ -63,14 +64,16 @@ def main() -> None:
     ap.add_argument("--pack", default="auto", help="the packed run's --pack-seeds")
     ap.add_argument("--order", default="solo,packed")
     ap.add_argument("--workdir", type=Path, default=None, help="default: a temporary folder, removed after")
+    ap.add_argument("--store", type=Path, default=None, help="a store already built (instead of --benchmark)")
     args = ap.parse_args()
     tmp = None
     if args.workdir is None:
         tmp = tempfile.TemporaryDirectory(prefix="orch-bench-")
         args.workdir = Path(tmp.name)
     t0 = time.perf_counter()
-    ensure_store(benchmark_spec(args.benchmark), args.workdir / "stores")
-    print(f"benchmark {args.benchmark!r} built in {time.perf_counter() - t0:.0f} s (not timed below); "
+    if args.store is None:
+        ensure_store(benchmark_spec(args.benchmark), args.workdir / "stores")
+    print(f"store {args.store or repr(args.benchmark)} ready in {time.perf_counter() - t0:.0f} s (not timed below); "
           f"{os.cpu_count()} CPUs; load before: {os.getloadavg()[0]:.2f}", flush=True)
     results = {}
     for mode in args.order.split(","):
