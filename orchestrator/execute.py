@@ -182,7 +182,7 @@ def print_plan(console: Console, exp: Experiment, fs: FrameStore | None, plans: 
     if plans is not None and exp.search is None:
         size = pack_size(exp, plans, nodes)
         if size > 1:
-            packs = seed_packs.pack(plans, size)
+            packs = seed_packs.pack(plans, size, lambda p: packable(exp, p))
             n_tune = len(packs)
             console.print(f"packed seeds (--pack-seeds {r.pack_seeds}): {len(plans)} trials in {n_tune} Ray Tune "
                           f"trials of up to {size} seeds, each pack trained as one model; every seed keeps its own "
@@ -211,7 +211,7 @@ def nodes_of(address: str | None) -> list[packing.Node]:
 def pack_size(exp: Experiment, plans: list[TrialPlan], nodes: list[packing.Node] | None = None,
               address: str | None = None) -> int:
     """How many seeds a Tune trial trains (``resources.pack_seeds``): ``auto`` from the
-    plans and the worker slots of ``nodes`` (``seed_packs.auto_size``)."""
+    plans and the worker slots of ``nodes`` (``seed_packs.auto_size``; 1 with dropout)."""
     setting = exp.resources.pack_seeds
     if setting == 1:
         return 1
@@ -224,8 +224,15 @@ def pack_size(exp: Experiment, plans: list[TrialPlan], nodes: list[packing.Node]
     if setting == seed_packs.AUTO:
         nodes = nodes if nodes is not None else nodes_of(address)
         slots = sum(packing.trials_at_once(n, r.cpus_per_trial, r.gpus_per_trial) for n in nodes)
-        return seed_packs.auto_size(plans, slots)
+        return seed_packs.auto_size([p for p in plans if packable(exp, p)], slots)
     return int(setting)
+
+
+def packable(exp: Experiment, plan: TrialPlan) -> bool:
+    """Whether a plan's seeds may train as one model: its config (its own, a nested search's
+    choice per fold, or the experiment's) has no dropout."""
+    model = plan.trial.get("model", {}) if plan.trial is not None else None
+    return not (model.get("dropout", 0.0) if model is not None else exp.trial.model.dropout)
 
 
 def sweep(exp: Experiment, plans: list[TrialPlan], fs: FrameStore, wd: Workdir, console: Console,
@@ -235,7 +242,7 @@ def sweep(exp: Experiment, plans: list[TrialPlan], fs: FrameStore, wd: Workdir, 
         size = 1 if search is not None else pack_size(exp, plans, address=address)
         return run_sweep(exp, plans, fs.fingerprint, wd, address=address, console=console,
                          show_progress=show_progress, search=search, reuse_across_versions=reuse_across_versions,
-                         pack_size=size)
+                         pack_size=size, packable=lambda p: packable(exp, p))
     except (ResourceError, StorageError, RestoreError, DeletedExperiment) as e:
         raise CommandError(str(e)) from None
 

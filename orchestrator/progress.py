@@ -91,7 +91,7 @@ class SweepProgress(Callback):
         self._close(trial)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self.failed += self._seeds(trial)
+        self.failed += self._seeds(trial) - self._reused.get(trial.trial_id, 0)  # reused members did not fail
         self._close(trial)
 
     def on_trial_recover(self, iteration, trials, trial, **info):

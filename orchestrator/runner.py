@@ -138,7 +138,8 @@ class Search:
 def run_sweep(exp: Experiment, plans: list[TrialPlan], store_fingerprint: str, workdir: Workdir,
               address: str | None = None, console: Console | None = None, show_progress: bool = True,
               trainable=train_trial, search: Search | None = None,
-              reuse_across_versions: bool = False, command: str | None = None, pack_size: int = 1) -> SweepOutcome:
+              reuse_across_versions: bool = False, command: str | None = None, pack_size: int = 1,
+              packable=lambda plan: True) -> SweepOutcome:
     """Every plan as one Ray Tune experiment (with ``search``: the one plan, ``samples``
     configurations drawn from the space, ASHA on a validation metric).
 
@@ -152,7 +153,8 @@ def run_sweep(exp: Experiment, plans: list[TrialPlan], store_fingerprint: str, w
 
     ``pack_size`` > 1: plans that differ only in their seed run that many to a Tune trial,
     as one model (``orchestrator.seed_packs``, ``trainables.pack_trial``); each seed keeps
-    its own run. A search never packs (each of its trials is its own configuration)."""
+    its own run; plans not ``packable`` (dropout) run solo. A search never packs (each of
+    its trials is its own configuration)."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # one checkpoint kept per trial forces an experiment snapshot per checkpoint; that is
     # intended here (small checkpoints, few trials per node), so Tune need not warn about it
@@ -182,7 +184,8 @@ def run_sweep(exp: Experiment, plans: list[TrialPlan], store_fingerprint: str, w
         n_trials = search.samples * grid_size(search.space)
     if search is not None and pack_size > 1:
         raise ValueError("pack_size: a search's trials are each their own configuration; they do not pack")
-    grid_plans = [seed_packs.pack_dict(g) if len(g) > 1 else g[0].to_dict() for g in seed_packs.pack(plans, pack_size)]
+    grid_plans = [seed_packs.pack_dict(g) if len(g) > 1 else g[0].to_dict()
+                  for g in seed_packs.pack(plans, pack_size, packable)]
     if console is not None and len(grid_plans) < len(plans):
         console.print(f"packed seeds: {len(plans)} trials in {len(grid_plans)} Ray Tune trials of up to {pack_size} "
                       f"seeds, each pack trained as one model (every seed keeps its own MLflow run)")
@@ -228,9 +231,9 @@ def run_sweep(exp: Experiment, plans: list[TrialPlan], store_fingerprint: str, w
             console.print(f"Tune experiment: {storage.experiment_uri(tune_name)}")
         if restored is not None:
             tuner = restored.tuner
-            progress.already_done(round(restored.n_done * n_trials / n_tune))  # seeds, on average per trial
+            progress.already_done(restored.n_done_seeds)
             if console is not None:
-                console.print(f"restoring the interrupted Tune experiment {restored.uri}: {restored.n_done} of "
+                console.print(f"restoring the interrupted Tune experiment {restored.uri}: {restored.n_done_seeds} of "
                               f"{n_trials} trials had finished; the others continue from their last checkpoint")
         else:
             tuner = tune.Tuner(
@@ -264,8 +267,9 @@ def run_sweep(exp: Experiment, plans: list[TrialPlan], store_fingerprint: str, w
             progress.stop()
         errors = [f"{r.config['plan']['name']}: {str(r.error).strip().splitlines()[-1]}"
                   for r in grid if r.error is not None]
-        n_errored = sum(seeds_of(r.config) for r in grid if r.error is not None)
-        reused = [r.metrics for r in grid if r.error is None and r.metrics and r.metrics.get("reused")]
+        # a failed pack fails its members that trained, not those whose FINISHED run it reused
+        n_errored = sum(seeds_of(r.config) - int((r.metrics or {}).get("reused", 0)) for r in grid if r.error is not None)
+        reused = [r.metrics for r in grid if r.metrics and r.metrics.get("reused")]
         best = None
         if search is not None:
             ok = [r for r in grid if r.error is None and r.metrics and "best_val_uf1" in r.metrics]

@@ -32,22 +32,24 @@ def auto_size(plans: list[TrialPlan], slots: int, largest: int = AUTO_MAX) -> in
     of the sizes 1..``largest``, the one with the fewest rounds x size (rounds: packs over
     ``slots`` trials at once), the larger on a tie. 1 when no two trials can share a pack."""
     gs = groups(plans)
-    if not gs or max(len(g) for g in gs) < 2:
+    if not gs or max(len(g) for g in gs) < 2 or slots < 1:  # no slot yet (an autoscaler's): no packing
         return 1
     best, cost = 1, math.inf
     for k in range(1, min(largest, max(len(g) for g in gs)) + 1):
         packs = sum(math.ceil(len(g) / k) for g in gs)
-        c = math.ceil(packs / max(1, slots)) * k
+        c = math.ceil(packs / slots) * k
         if c <= cost:
             best, cost = k, c
     return best
 
 
-def pack(plans: list[TrialPlan], size: int) -> list[list[TrialPlan]]:
-    """Each group's plans in runs of ``size`` (the last run of a group may be shorter)."""
+def pack(plans: list[TrialPlan], size: int, packable=lambda plan: True) -> list[list[TrialPlan]]:
+    """Each group's plans in runs of ``size`` (the last run of a group may be shorter); a
+    group whose plans are not ``packable`` (a per-fold config with dropout) runs solo."""
     if size < 1:
         raise ValueError(f"pack size: at least 1, got {size}")
-    return [g[i: i + size] for g in groups(plans) for i in range(0, len(g), size)]
+    return [g[i: i + (size if packable(g[0]) else 1)] for g in groups(plans)
+            for i in range(0, len(g), size if packable(g[0]) else 1)]
 
 
 def pack_name(members: list[TrialPlan]) -> str:
@@ -71,8 +73,3 @@ def pack_dict(members: list[TrialPlan]) -> dict:
             "members": [m.to_dict() for m in members]}
 
 
-def resolve_size(setting: int | str, plans: list[TrialPlan], slots: int) -> int:
-    """``--pack-seeds``: an integer, or ``auto`` (``auto_size``)."""
-    if setting == AUTO:
-        return auto_size(plans, slots)
-    return int(setting)

@@ -32,6 +32,7 @@ class Restored:
     tuner: tune.Tuner
     uri: str  # where the experiment is, for messages
     n_done: int  # trials the dead driver had seen terminate without error (not run again)
+    n_done_seeds: int = 0  # ... the seeds they trained (a pack of K counts K)
 
 
 def restorable(storage: TuneStorage, name: str, trainable, n_trials: int, callbacks: list) -> Restored | None:
@@ -52,8 +53,10 @@ def restorable(storage: TuneStorage, name: str, trainable, n_trials: int, callba
     try:
         grid = tuner.get_results()
         known, done = len(grid), grid.num_terminated
+        done_seeds = sum(len(t.config.get("plan", {}).get("members", ())) or 1
+                         for t in grid._experiment_analysis.trials if t.status == "TERMINATED")
     except RuntimeError:  # the driver died before it saved any trial state: nothing to continue
-        known, done = 0, 0
+        known, done, done_seeds = 0, 0, 0
     if known == 0 or done >= n_trials:
         log.info("Tune experiment %s: %s; removed, the sweep runs afresh", path,
                  "finished (its runs are reused)" if known else "no trial saved")
@@ -62,7 +65,7 @@ def restorable(storage: TuneStorage, name: str, trainable, n_trials: int, callba
     inner = getattr(tuner, "_local_tuner", None)  # None only through a Ray client (ray://), which orch does not use
     if inner is not None:
         inner.get_run_config().callbacks = list(callbacks)
-    return Restored(tuner, storage.experiment_uri(name), done)
+    return Restored(tuner, storage.experiment_uri(name), done, done_seeds)
 
 
 # Ray Tune's error for a restored trial whose checkpoint is gone (ray/tune/trainable/trainable.py)

@@ -53,7 +53,15 @@ def train_pack(config: dict) -> None:
     code = config.get("code") or code_version()
     where = trial_device(ray.get_gpu_ids(), bool(config.get("allow_cpu_for_gpu_trials")))
     tag = {"orch.pack": pack_label(members)}
-    opened = [open_trial(config, m, store, labels, classes, where, tag) for m in members]
+    opened: list[OpenedTrial] = []
+    try:
+        for m in members:
+            opened.append(open_trial(config, m, store, labels, classes, where, tag))
+    except BaseException:  # the runs already (re)opened are not left RUNNING
+        for o in opened:
+            if not o.run.finished:
+                o.run.stopped()
+        raise
     reused = [o for o in opened if o.run.finished]
     todo = [o for o in opened if not o.run.finished]
     counts = {"members": len(members), **reused_report(reused, code)}
@@ -170,9 +178,12 @@ def _restore(todo: list[OpenedTrial]) -> list[FitState | None]:
     out = []
     with ckpt.as_directory() as d:
         names = json.loads((Path(d) / MEMBERS_FILE).read_text())
+        missing = [o.name for o in todo if o.name not in names]
+        if missing:  # e.g. a member reused before whose run is gone: the pack starts again, into the same runs
+            print(f"the pack's checkpoint has no state for {missing}: every member starts again from epoch 1",
+                  flush=True)
+            return [None] * len(todo)
         for o in todo:
-            if o.name not in names:
-                raise ValueError(f"the pack's checkpoint {d} has no state for member {o.name!r} (it has {names})")
             folder = Path(d) / str(names.index(o.name))
             if (folder / PENDING_FILE).exists():
                 o.run.restore_pending(json.loads((folder / PENDING_FILE).read_text()))

@@ -99,6 +99,7 @@ class TrialRun:
         self.unbuffered = False
         self._flushed_at = time.monotonic()
         self.backoff = backoff or Backoff()
+        self.continued = False  # found, not created: its tags are those of an earlier attempt
 
     @property
     def finished(self) -> bool:
@@ -150,7 +151,9 @@ class TrialRun:
                 backoff.call(lambda: client.delete_tag(run_id, ERROR_TAG), "clearing the run's error")
             backoff.call(lambda: client.update_run(run_id, status="RUNNING"), "reopening the run")
         logged = backoff.call(lambda: client.get_metric_history(run_id, EPOCH_METRIC), "reading the run's epochs")
-        return cls(client, run_id, status, max((m.step for m in logged), default=0), made_by, backoff)
+        out = cls(client, run_id, status, max((m.step for m in logged), default=0), made_by, backoff)
+        out.continued = True
+        return out
 
     def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         """Buffer one epoch's metrics (written by ``flush``, at the latest ``FLUSH_S`` later)."""

@@ -156,7 +156,7 @@ def open_trial(config: dict, plan: dict, store: FrameStore, labels: LabelMap, cl
     if plan.get("fold"):
         tags["orch.fold"] = plan["fold"]
     run = TrialRun.open(tracking, params, tags=tags)
-    if not run.finished and run.logged_epochs:  # continued (retried, restored, moved): where it runs now
+    if not run.finished and run.continued:  # continued (retried, restored, moved, packed or not): where it runs now
         run.backoff.call(lambda: run.client.log_batch(run.run_id, tags=[RunTag(k, tags[k]) for k in RUNTIME_TAGS
                                                                         if k in tags]), "tagging where the run is now")
     run.unbuffered = config.get("params", {}).get("search") == "1"  # ASHA may stop it after any epoch

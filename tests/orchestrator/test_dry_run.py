@@ -52,3 +52,46 @@ def test_bad_pack_sizes_are_refused_with_the_option_named(tiny_store, tmp_path):
         r = CliRunner().invoke(app, ["ablation", "--dry-run", "--store", str(tiny_store), "--workdir",
                                      str(tmp_path / "w"), "--pack-seeds", bad])
         assert r.exit_code == 2 and "pack_seeds" in r.output.replace("-", "_"), r.output
+
+
+def test_auto_packs_for_this_machine_and_dropout_is_refused(tiny_store, tmp_path):
+    from orchestrator import seed_packs
+    from orchestrator.protocols import TrialPlan
+    from storage.selection import Roles, Selection
+
+    wd = tmp_path / "work"
+    base = ["ablation", "--dry-run", "--seeds", "3", "--lengths", "4,all", "--store", str(tiny_store),
+            "--workdir", str(wd)]
+    r = CliRunner().invoke(app, [*base, "--pack-seeds", "auto"])
+    assert r.exit_code == 0, r.output
+    roles = Roles(Selection(("train",)), Selection(("test_A",)), {})
+    plans = [TrialPlan(f"seed{s}-N{n}", s, n, "", roles) for n in ("4", "all") for s in range(3)]
+    k = seed_packs.auto_size(plans, os.cpu_count() or 1)  # local Ray: one slot per CPU
+    said = " ".join(r.output.split())
+    if k > 1:
+        assert f"in {len(seed_packs.pack(plans, k))} Ray Tune trials of up to {k} seeds" in said, said
+    else:
+        assert "packed seeds" not in said, said
+
+    yaml_path = tmp_path / "dropout.yaml"
+    r = CliRunner().invoke(app, [*base, "--pack-seeds", "2", "--save-yaml", str(yaml_path)])
+    assert r.exit_code == 0, r.output
+    yaml_path.write_text(yaml_path.read_text().replace("dropout: 0.0", "dropout: 0.1"))
+    r = CliRunner().invoke(app, ["run", str(yaml_path), "--dry-run", "--workdir", str(wd)])
+    assert r.exit_code == 2 and "packed seeds need dropout 0" in " ".join(r.output.split()), r.output
+
+
+def test_a_per_fold_config_with_dropout_runs_its_seeds_solo():
+    from orchestrator import seed_packs
+    from orchestrator.execute import packable
+    from orchestrator.experiment import Experiment
+    from orchestrator.protocols import TrialPlan
+    from storage.selection import Roles, Selection
+
+    exp = Experiment(name="x")
+    roles = Roles(Selection(("all",)), Selection(("all",)), {})
+    plans = [TrialPlan(f"fold-{f}-seed{s}-N4", s, "4", f, roles, trial={"model": {"dropout": d}})
+             for f, d in (("a", 0.0), ("b", 0.1)) for s in range(2)]
+    packs = seed_packs.pack(plans, 2, lambda p: packable(exp, p))
+    assert [[p.name for p in g] for g in packs] == [["fold-a-seed0-N4", "fold-a-seed1-N4"], ["fold-b-seed0-N4"],
+                                                    ["fold-b-seed1-N4"]]
