@@ -1,0 +1,158 @@
+"""Training throughput of the paper's model against the practical limit of this machine.
+
+One training step (forward, cross-entropy, backward, Adam) of the model at batch B and T
+frames, solo (``fit.Fitter``'s model) and packed (``packed_fit``: K seeds as one model).
+Its FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode``. The limit is the
+same matrix products — every matmul the step ran, recorded with its shapes, and the
+attention's products as the batched matmuls they are — replayed as bare ``torch.bmm`` calls
+on the same threads in the same run: what the arithmetic alone costs here.
+
+Prints, per configuration: ms per step (per member for packs), GFLOP/s achieved, the
+matmul limit's GFLOP/s, achieved / limit, and the throughput (member steps per second)
+against solo.
+Usage: .venv/bin/python bench/train_throughput.py [--packs 1,4,10,30] [--batch 32] [--frames 31] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode
+
+from trainables.model import EvolutionTransformer, ModelConfig
+from trainables.packed_fit import PackedAdam, clip_members
+from trainables.packed_model import PackedModel
+
+aten = torch.ops.aten
+TOKEN_DIM, CLASSES = 36, 7  # flow_roi tokens (18 regions x 2), DFME's 7 classes
+
+
+class MatmulShapes(TorchDispatchMode):
+    """Records the (batch, m, k, n) of every matrix product a step runs."""
+
+    def __init__(self):
+        super().__init__()
+        self.products: list[tuple[int, int, int, int]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        p = func._overloadpacket
+        if p in (aten.mm, aten.addmm):
+            a, b = (args[0], args[1]) if p is aten.mm else (args[1], args[2])
+            self.products.append((1, a.shape[0], a.shape[1], b.shape[1]))
+        elif p in (aten.bmm, aten.baddbmm):
+            a, b = (args[0], args[1]) if p is aten.bmm else (args[1], args[2])
+            self.products.append((a.shape[0], a.shape[1], a.shape[2], b.shape[2]))
+        elif "scaled_dot_product" in str(p) and "backward" not in str(p):
+            q, k = args[0], args[1]
+            bh, t, d, s = q.shape[0] * q.shape[1], q.shape[2], q.shape[3], k.shape[2]
+            self.products += [(bh, t, d, s), (bh, t, s, d)]  # QK^T, AV
+        elif "scaled_dot_product" in str(p):  # backward: dV, dP, dQ, dK
+            q, k = args[1], args[2]
+            bh, t, d, s = q.shape[0] * q.shape[1], q.shape[2], q.shape[3], k.shape[2]
+            self.products += [(bh, s, t, d), (bh, t, d, s), (bh, t, s, d), (bh, s, t, d)]
+        return func(*args, **kwargs)
+
+
+def make_step(k: int, batch: int, frames: int):
+    """A training step of k members (k = 0: the solo model, as fit.Fitter trains it)."""
+    cfg = ModelConfig(max_frames=frames)
+    members = []
+    for seed in range(max(k, 1)):
+        torch.manual_seed(seed)
+        members.append(EvolutionTransformer(cfg, TOKEN_DIM, CLASSES))
+    g = torch.Generator().manual_seed(0)
+    if k == 0:
+        model = members[0]
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        x, mask = torch.randn(batch, frames, TOKEN_DIM, generator=g), torch.ones(batch, frames, dtype=torch.bool)
+        y = torch.randint(0, CLASSES, (batch,), generator=g)
+
+        def step():
+            loss = F.cross_entropy(model(x, mask), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+        return step
+    pack = PackedModel.from_members(members)
+    params = pack.parameters()
+    opt = PackedAdam(params, lr=1e-3)
+    active = torch.ones(k, dtype=torch.bool)
+    x = torch.randn(k, batch, frames, TOKEN_DIM, generator=g)
+    mask = torch.ones(k, batch, frames, dtype=torch.bool)
+    y = torch.randint(0, CLASSES, (k, batch), generator=g)
+
+    def step():
+        logits = pack(x, mask)
+        loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(k, batch).mean(dim=1).sum()
+        for p in params:
+            p.grad = None
+        loss.backward()
+        clip_members(params, 1.0)
+        opt.step(active)
+    return step
+
+
+def seconds(fn, repeat: int) -> float:
+    fn()  # warm up
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def matmul_limit(products, repeat: int) -> float:
+    """Seconds of the step's matrix products alone, as bare batched matmuls."""
+    g = torch.Generator().manual_seed(1)
+    operands = [(torch.randn(b, m, kk, generator=g), torch.randn(b, kk, n, generator=g)) for b, m, kk, n in products]
+
+    def replay():
+        for a, c in operands:
+            torch.bmm(a, c)
+    return seconds(replay, repeat)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--packs", default="1,4,10,30")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--frames", type=int, default=31)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeat", type=int, default=5)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {args.threads} thread(s), batch {args.batch}, {args.frames} frames; "
+          f"best of {args.repeat}")
+    print(f"{'config':>10} {'ms/step':>9} {'ms/member':>10} {'GFLOP/s':>8} {'limit':>8} {'of limit':>9} "
+          f"{'vs solo':>8}")
+    solo_member_s = None
+    for k in [0, *(int(x) for x in args.packs.split(","))]:
+        step = make_step(k, args.batch, args.frames)
+        step()
+        with FlopCounterMode(display=False) as fc:
+            step()
+        flops = fc.get_total_flops()
+        rec = MatmulShapes()
+        with rec:
+            step()
+        t = seconds(step, args.repeat)
+        limit_t = matmul_limit(rec.products, args.repeat)
+        limit_flops = sum(2 * b * m * kk * n for b, m, kk, n in rec.products)
+        members = max(k, 1)
+        per_member = t / members
+        solo_member_s = solo_member_s or per_member
+        name = "solo" if k == 0 else f"packed {k}"
+        print(f"{name:>10} {t * 1e3:9.1f} {per_member * 1e3:10.1f} {flops / t / 1e9:8.1f} "
+              f"{limit_flops / limit_t / 1e9:8.1f} {(flops / t) / (limit_flops / limit_t):9.0%} "
+              f"{solo_member_s / per_member:7.2f}x")
+
+
+if __name__ == "__main__":
+    main()
