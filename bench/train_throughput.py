@@ -2,7 +2,7 @@
 
 One training step (forward, cross-entropy, backward, Adam) of the model at batch B and T
 frames, solo (``fit.Fitter``'s model) and packed (``packed_fit``: K seeds as one model).
-Its FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode``. The limit is the
+XX
 same matrix products — every matmul the step ran, recorded with its shapes, and the
 attention's products as the batched matmuls they are — replayed as bare ``torch.bmm`` calls
 on the same threads in the same run: what the arithmetic alone costs here.
@@ -16,15 +16,15 @@ Usage: .venv/bin/python bench/train_throughput.py [--packs 1,4,10,30] [--batch 3
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import FlopCounterMode
 
 from trainables.model import EvolutionTransformer, ModelConfig
-from trainables.packed_fit import PackedAdam, clip_members
+from trainables.packed_fit import PackedAdam, default_chunk, packed_step
 from trainables.packed_model import PackedModel
 
 aten = torch.ops.aten
@@ -58,7 +58,7 @@ class MatmulShapes(TorchDispatchMode):
         return func(*args, **kwargs)
 
 
-def make_step(k: int, batch: int, frames: int):
+def make_step(k: int, batch: int, frames: int, chunk: int = 0):
     """A training step of k members (k = 0: the solo model, as fit.Fitter trains it)."""
     cfg = ModelConfig(max_frames=frames)
     members = []
@@ -78,45 +78,48 @@ def make_step(k: int, batch: int, frames: int):
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
-        return step
+        return step, 1
     pack = PackedModel.from_members(members)
-    params = pack.parameters()
-    opt = PackedAdam(params, lr=1e-3)
+    opt = PackedAdam(pack.parameters(), lr=1e-3)
     active = torch.ones(k, dtype=torch.bool)
     x = torch.randn(k, batch, frames, TOKEN_DIM, generator=g)
     mask = torch.ones(k, batch, frames, dtype=torch.bool)
     y = torch.randint(0, CLASSES, (k, batch), generator=g)
+    chunk = chunk or default_chunk(k, batch, frames, x.device)
+
+    def losses(logits, members):
+        n = logits.shape[0]
+        return F.cross_entropy(logits.flatten(0, 1), y[members].flatten(), reduction="none").view(n, batch).mean(dim=1)
 
     def step():
-        logits = pack(x, mask)
-        loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(k, batch).mean(dim=1).sum()
-        for p in params:
-            p.grad = None
-        loss.backward()
-        clip_members(params, 1.0)
-        opt.step(active)
-    return step
+        packed_step(pack, opt, x, mask, losses, active, 1.0, chunk)
+    return step, chunk
 
 
-def seconds(fn, repeat: int) -> float:
-    fn()  # warm up
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
+def timed(fn, clock) -> float:
+    t = clock()
+    fn()
+    return clock() - t
 
 
-def matmul_limit(products, repeat: int) -> float:
-    """Seconds of the step's matrix products alone, as bare batched matmuls."""
+def matmul_replay(products, shared: bool):
+    """The step's matrix products alone, as bare batched matmuls on random operands: each
+    product with operands of its own (``shared=False``: cold, as K members' activations
+    are), or all of them views of two buffers (``shared=True``: cache-hot where they fit)."""
     g = torch.Generator().manual_seed(1)
-    operands = [(torch.randn(b, m, kk, generator=g), torch.randn(b, kk, n, generator=g)) for b, m, kk, n in products]
+    if shared:
+        pool_a = torch.randn(max(b * m * kk for b, m, kk, _ in products), generator=g)
+        pool_b = torch.randn(max(b * kk * n for b, _, kk, n in products), generator=g)
+        operands = [(pool_a[: b * m * kk].view(b, m, kk), pool_b[: b * kk * n].view(b, kk, n))
+                    for b, m, kk, n in products]
+    else:
+        operands = [(torch.randn(b, m, kk, generator=g), torch.randn(b, kk, n, generator=g))
+                    for b, m, kk, n in products]
 
     def replay():
         for a, c in operands:
             torch.bmm(a, c)
-    return seconds(replay, repeat)
+    return replay
 
 
 def main() -> None:
@@ -126,32 +129,46 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=31)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--chunk", type=int, default=0, help="members per forward/backward (0: default_chunk)")
+    ap.add_argument("--clock", choices=["cpu", "wall"], default="cpu")
+    ap.add_argument("--limit-operands", choices=["shared", "distinct"], default="shared")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} thread(s), batch {args.batch}, {args.frames} frames; "
-          f"best of {args.repeat}")
-    print(f"{'config':>10} {'ms/step':>9} {'ms/member':>10} {'GFLOP/s':>8} {'limit':>8} {'of limit':>9} "
-          f"{'vs solo':>8}")
-    solo_member_s = None
+          f"best of {args.repeat} rounds, each timing every configuration and its limit once; "
+          f"limit operands {args.limit_operands}")
+    configs = []
     for k in [0, *(int(x) for x in args.packs.split(","))]:
-        step = make_step(k, args.batch, args.frames)
+        step, chunk = make_step(k, args.batch, args.frames, args.chunk)
         step()
-        with FlopCounterMode(display=False) as fc:
-            step()
-        flops = fc.get_total_flops()
         rec = MatmulShapes()
         with rec:
             step()
-        t = seconds(step, args.repeat)
-        limit_t = matmul_limit(rec.products, args.repeat)
+        replay = matmul_replay(rec.products, args.limit_operands == "shared")
+        replay()  # warm up
         limit_flops = sum(2 * b * m * kk * n for b, m, kk, n in rec.products)
-        members = max(k, 1)
-        per_member = t / members
-        solo_member_s = solo_member_s or per_member
+        configs.append(dict(k=k, chunk=min(chunk, max(k, 1)), step=step, replay=replay,
+                            limit_flops=limit_flops, t=float("inf"), limit_t=float("inf")))
+    # the clock: the thread's CPU time by default (on a shared machine a step preempted by
+    # another process's would otherwise count the other's time), or wall time
+    clock = time.thread_time if args.clock == "cpu" else time.perf_counter
+    load = os.getloadavg()[0]
+    for _ in range(args.repeat):  # interleaved: load that comes and goes hits every configuration alike
+        for c in configs:
+            c["t"] = min(c["t"], timed(c["step"], clock))
+            c["limit_t"] = min(c["limit_t"], timed(c["replay"], clock))
+    print(f"load average (1 min) {load:.2f} before the timed rounds, {os.getloadavg()[0]:.2f} after; "
+          f"clock: {args.clock}")
+    print(f"{'config':>10} {'chunk':>5} {'ms/step':>9} {'ms/member':>10} {'GFLOP/s':>8} {'limit':>8} "
+          f"{'of limit':>9} {'vs solo':>8}")
+    solo_member_s = configs[0]["t"]
+    for c in configs:
+        k, t = c["k"], c["t"]
+        per_member = t / max(k, 1)
+        achieved, limit = c["limit_flops"] / t, c["limit_flops"] / c["limit_t"]
         name = "solo" if k == 0 else f"packed {k}"
-        print(f"{name:>10} {t * 1e3:9.1f} {per_member * 1e3:10.1f} {flops / t / 1e9:8.1f} "
-              f"{limit_flops / limit_t / 1e9:8.1f} {(flops / t) / (limit_flops / limit_t):9.0%} "
-              f"{solo_member_s / per_member:7.2f}x")
+        print(f"{name:>10} {c['chunk']:5d} {t * 1e3:9.1f} {per_member * 1e3:10.1f} {achieved / 1e9:8.1f} "
+              f"{limit / 1e9:8.1f} {achieved / limit:9.0%} {solo_member_s / per_member:7.2f}x")
 
 
 if __name__ == "__main__":

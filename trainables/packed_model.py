@@ -65,21 +65,23 @@ class PackedModel:
     # -- the forward pass: EvolutionTransformer.forward with a leading member axis --------
     def __call__(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``tokens [K, B, T, D]``, ``mask [K, B, T]`` (True = real frame) -> logits ``[K, B, C]``."""
-        p, c = self.params, self.config
+        return self.forward(self.params, tokens, mask)
+
+    def forward(self, params: dict[str, torch.Tensor], tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The forward pass with the given stacked parameters (``self.params``, or any
+        ``[k, ...]`` slice of them: a chunk of the members) for as many members."""
+        p, c = params, self.config
         k, b, t, _ = tokens.shape
         x = _layer_norm(_linear(tokens, p["embed.0.weight"], p["embed.0.bias"]), p["embed.1.weight"], p["embed.1.bias"])
         x = torch.cat([p["cls"].expand(k, b, 1, c.dim), x], dim=2)  # cls [K, 1, 1, dim]
-        x = x + self._positions(t, mask)
+        x = x + self._positions(p["pos"], t, mask)
         keep = torch.cat([mask.new_ones(k, b, 1), mask], dim=2)  # CLS is always a key
-        attn_mask = keep.reshape(k * b, 1, 1, t + 1)
+        bias = attention_bias(keep, c.heads, x.dtype)
         for i in range(c.depth):
             a = f"layers.{i}.0."
             h = _layer_norm(x, p[a + "norm.weight"], p[a + "norm.bias"])
-            qkv = _linear(h, p[a + "qkv.weight"], None)
-            q, kk, v = qkv.view(k * b, t + 1, 3, c.heads, c.dim_head).permute(2, 0, 3, 1, 4)
-            y = F.scaled_dot_product_attention(q, kk, v, attn_mask=attn_mask)
-            y = y.transpose(1, 2).reshape(k, b, t + 1, c.heads * c.dim_head)
-            x = x + _linear(y, p[a + "out.weight"], p[a + "out.bias"])
+            y = attention(h.view(k, b * (t + 1), c.dim), p[a + "qkv.weight"], bias, b, c.heads, c.dim_head)
+            x = x + _linear(y.view(k, b, t + 1, -1), p[a + "out.weight"], p[a + "out.bias"])
             f = f"layers.{i}.1.net."
             h = _layer_norm(x, p[f + "0.weight"], p[f + "0.bias"])
             h = F.gelu(_linear(h, p[f + "1.weight"], p[f + "1.bias"]))
@@ -87,8 +89,8 @@ class PackedModel:
         cls = _layer_norm(x[:, :, 0], p["norm.weight"], p["norm.bias"])  # [K, B, dim]
         return _linear(cls, p["head.weight"], p["head.bias"])
 
-    def _positions(self, t: int, mask: torch.Tensor) -> torch.Tensor:
-        pos = self.params["pos"]  # [K, 1, rows + 1, dim]
+    def _positions(self, pos: torch.Tensor, t: int, mask: torch.Tensor) -> torch.Tensor:
+        """``pos``: ``[K, 1, rows + 1, dim]``."""
         c = self.config
         if c.positions == "learned":
             if t > c.max_frames:
@@ -119,3 +121,79 @@ def _layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> to
     """Per member LayerNorm over the last axis (``weight``, ``bias``: ``[K, dim]``)."""
     shape = (weight.shape[0],) + (1,) * (x.dim() - 2) + (weight.shape[1],)
     return F.layer_norm(x, x.shape[-1:]) * weight.view(shape) + bias.view(shape)
+
+
+def attention_bias(keep: torch.Tensor, heads: int, dtype: torch.dtype) -> torch.Tensor:
+    """The key mask ``keep [K, B, T]`` (True = a key) as the additive bias ``attention``
+    takes: ``[K * heads * B, T, T]`` (members, heads, clips), 0 for keys, -inf for padding
+    (what SDPA's boolean mask does). Built once per forward pass, shared by every layer."""
+    k, b, t = keep.shape
+    bias = torch.zeros(k, b, t, dtype=dtype, device=keep.device).masked_fill_(~keep, float("-inf"))
+    return bias[:, None, :, None, :].expand(k, heads, b, t, t).reshape(k * heads * b, t, t)
+
+
+def attention(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, clips: int, heads: int,
+              dim_head: int) -> torch.Tensor:
+    """The q, k, v projection and multi-head self-attention of one layer, per member:
+    ``h [K, B*T, dim]`` (normed tokens), ``weight [K, 3*heads*dim_head, dim]`` (the solo
+    ``qkv.weight``, no bias), ``bias`` from ``attention_bias`` -> ``[K, B*T, heads*dim_head]``:
+    softmax(q k^T / sqrt(d) + bias) v, as ``F.scaled_dot_product_attention`` with a boolean
+    key mask computes it."""
+    return _Attention.apply(h, weight, bias, clips, heads, dim_head)
+
+
+class _Attention(torch.autograd.Function):
+    """Forward and backward by hand, in batched matmuls over ``[K*heads*B, T, dim_head]``.
+    q, k and v are projected straight into that head-major layout (per member and part, a
+    batched matmul over heads of the member's tokens, broadcast, by its ``[heads, dim_head,
+    dim]`` weights), so neither they nor their gradients are ever permuted and copied: at
+    T ~ 32 those copies, and the CPU flash kernel's buffers, cost about what the matmuls do.
+    Only the output (a third of qkv's size) is transposed back to token-major, once each
+    way."""
+
+    @staticmethod
+    def forward(ctx, h, weight, bias, clips, heads, dim_head):
+        k, bt, dim = h.shape
+        t = bt // clips
+        w = weight.view(k, 3, heads, dim_head, dim)
+        hm = h.new_empty(3, k, heads, bt, dim_head)  # q, k, v: [part, member, head, clip * frame, d]
+        for m in range(k):
+            x = h[m].expand(heads, bt, dim)
+            for part in range(3):
+                torch.bmm(x, w[m, part].transpose(1, 2), out=hm[part, m])
+        q, kk, v = (hm[i].view(k * heads * clips, t, dim_head) for i in range(3))
+        scale = dim_head ** -0.5
+        p = torch.softmax(torch.baddbmm(bias, q, kk.transpose(1, 2), alpha=scale), dim=-1)
+        y = torch.bmm(p, v).view(k, heads, clips, t, dim_head)
+        ctx.save_for_backward(h, weight, hm, p)
+        ctx.dims = (clips, heads, dim_head, scale)
+        return y.permute(0, 2, 3, 1, 4).reshape(k, bt, heads * dim_head)
+
+    @staticmethod
+    def backward(ctx, grad):
+        h, weight, hm, p = ctx.saved_tensors
+        clips, heads, dim_head, scale = ctx.dims
+        k, bt, dim = h.shape
+        t = bt // clips
+        n = k * heads * clips
+        q, kk, v = (hm[i].view(n, t, dim_head) for i in range(3))
+        gy = grad.reshape(k, clips, t, heads, dim_head).permute(0, 3, 1, 2, 4).reshape(n, t, dim_head)
+        d = torch.empty_like(hm)
+        gp = torch.bmm(gy, v.transpose(1, 2))
+        torch.bmm(p.transpose(1, 2), gy, out=d[2].view(n, t, dim_head))
+        ds = torch._softmax_backward_data(gp, p, -1, p.dtype)
+        torch.baddbmm(d[0].view(n, t, dim_head), ds, kk, beta=0, alpha=scale, out=d[0].view(n, t, dim_head))
+        torch.baddbmm(d[1].view(n, t, dim_head), ds.transpose(1, 2), q, beta=0, alpha=scale,
+                      out=d[1].view(n, t, dim_head))
+        w = weight.view(k, 3, heads, dim_head, dim)
+        gw = torch.empty_like(weight).view(k, 3, heads, dim_head, dim)
+        gh = torch.empty_like(h)
+        for m in range(k):
+            x = h[m].expand(heads, bt, dim)
+            acc = None
+            for part in range(3):
+                torch.bmm(d[part, m].transpose(1, 2), x, out=gw[m, part])
+                term = torch.bmm(d[part, m], w[m, part])  # [heads, bt, dim]
+                acc = term if acc is None else acc.add_(term)
+            torch.sum(acc, dim=0, out=gh[m])
+        return gh, gw.view_as(weight), None, None, None, None
