@@ -51,15 +51,17 @@ def _solo(seed, cfg, train, val, state=None, stop=None):
     return f, logs
 
 
-@pytest.mark.parametrize("class_weight", ["none", "balanced"])
-def test_members_equal_their_solo_trials(class_weight):
+@pytest.mark.parametrize("class_weight,chunk", [("none", None), ("balanced", None), ("balanced", 2)])
+def test_members_equal_their_solo_trials(class_weight, chunk):
+    """``chunk``: members per forward/backward (None: the default, here all 3 at once; 2:
+    a chunk of two and one of one)."""
     torch.set_num_threads(1)
     cfg = TrainConfig(epochs=5, batch_size=8, lr=0.01, weight_decay=1e-3, grad_clip=0.5, class_weight=class_weight)
     seeds = [3, 7, 11]
     trains = [_split("train", n, 100 + i) for i, n in enumerate((37, 29, 40))]  # ragged: 5, 4 and 5 batches
     val = _split("validation", 30, 999)
     solos = [_solo(s, cfg, t, val) for s, t in zip(seeds, trains)]
-    pack = PackedFitter([_member(s) for s in seeds], cfg, seeds, 3, trains, [val] * 3)
+    pack = PackedFitter([_member(s) for s in seeds], cfg, seeds, 3, trains, [val] * 3, chunk=chunk)
     packed = list(pack.epochs())
     assert len(packed) == cfg.epochs
     for k, (fitter, logs) in enumerate(solos):
