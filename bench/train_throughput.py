@@ -1,16 +1,24 @@
 """Training throughput of the paper's model against the practical limit of this machine.
 
-One training step (forward, cross-entropy, backward, Adam) of the model at batch B and T
-frames, solo (``fit.Fitter``'s model) and packed (``packed_fit``: K seeds as one model).
-XX
-same matrix products — every matmul the step ran, recorded with its shapes, and the
-attention's products as the batched matmuls they are — replayed as bare ``torch.bmm`` calls
-on the same threads in the same run: what the arithmetic alone costs here.
+One training step (forward, cross-entropy, backward, gradient clipping, Adam) of the model at
+batch B and T frames, solo (the plain model, ``torch.optim.Adam`` and ``clip_grad_norm_``,
+as ``fit.Fitter`` trains it) and packed (``packed_fit.packed_step``: K seeds as one model,
+forward and backward ``chunk`` members at a time). The limit is the same matrix products —
+every matmul the step ran, recorded with its shapes (SDPA's as the four / two batched
+matmuls they are) — replayed as bare ``torch.bmm`` calls on the same thread in the same
+run: what the arithmetic alone costs here. Achieved GFLOP/s count those products' FLOPs.
 
-Prints, per configuration: ms per step (per member for packs), GFLOP/s achieved, the
-matmul limit's GFLOP/s, achieved / limit, and the throughput (member steps per second)
-against solo.
-Usage: .venv/bin/python bench/train_throughput.py [--packs 1,4,10,30] [--batch 32] [--frames 31] [--threads 1]
+Timing: all configurations are built first, then timed in interleaved rounds (each step,
+then its replay, once per round), best of ``--repeat``; by the thread's CPU time
+(``--clock cpu``, the default: on a shared machine a preempted step would otherwise count
+another process's time) or wall time. The replay's operands are views of two random
+buffers (``--limit-operands shared``: hot in cache where they fit, the fastest these shapes
+run) or one pair per product (``distinct``: cold, as K members' activations are).
+
+Prints, per configuration: ms per step and per member, GFLOP/s achieved, the limit's
+GFLOP/s, achieved / limit, and the throughput (member steps per second) against solo.
+Usage: .venv/bin/python bench/train_throughput.py [--packs 1,4,10,30] [--chunks 0] [--repeat 5]
+       [--batch 32] [--frames 31] [--threads 1] [--clock cpu|wall] [--limit-operands shared|distinct]
 """
 
 from __future__ import annotations
@@ -41,10 +49,10 @@ class MatmulShapes(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         p = func._overloadpacket
-        if p in (aten.mm, aten.addmm):
+        if p in (aten.mm, aten.addmm, aten.addmm_):
             a, b = (args[0], args[1]) if p is aten.mm else (args[1], args[2])
             self.products.append((1, a.shape[0], a.shape[1], b.shape[1]))
-        elif p in (aten.bmm, aten.baddbmm):
+        elif p in (aten.bmm, aten.baddbmm, aten.baddbmm_):
             a, b = (args[0], args[1]) if p is aten.bmm else (args[1], args[2])
             self.products.append((a.shape[0], a.shape[1], a.shape[2], b.shape[2]))
         elif "scaled_dot_product" in str(p) and "backward" not in str(p):
@@ -55,6 +63,8 @@ class MatmulShapes(TorchDispatchMode):
             q, k = args[1], args[2]
             bh, t, d, s = q.shape[0] * q.shape[1], q.shape[2], q.shape[3], k.shape[2]
             self.products += [(bh, s, t, d), (bh, t, d, s), (bh, t, s, d), (bh, s, t, d)]
+        elif "mm" in str(p) or "matmul" in str(p) or "einsum" in str(p):
+            raise NotImplementedError(f"MatmulShapes: a matrix product it does not count: {p}")
         return func(*args, **kwargs)
 
 
@@ -129,7 +139,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=31)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--chunk", type=int, default=0, help="members per forward/backward (0: default_chunk)")
+    ap.add_argument("--chunks", default="0", help="members per forward/backward, one row each (0: default_chunk)")
     ap.add_argument("--clock", choices=["cpu", "wall"], default="cpu")
     ap.add_argument("--limit-operands", choices=["shared", "distinct"], default="shared")
     args = ap.parse_args()
@@ -137,9 +147,14 @@ def main() -> None:
     print(f"torch {torch.__version__}, {args.threads} thread(s), batch {args.batch}, {args.frames} frames; "
           f"best of {args.repeat} rounds, each timing every configuration and its limit once; "
           f"limit operands {args.limit_operands}")
-    configs = []
-    for k in [0, *(int(x) for x in args.packs.split(","))]:
-        step, chunk = make_step(k, args.batch, args.frames, args.chunk)
+    configs, seen = [], set()
+    runs = [(0, 0)] + [(int(k), int(c)) for k in args.packs.split(",") for c in args.chunks.split(",")]
+    for k, chunk in runs:
+        step, chunk = make_step(k, args.batch, args.frames, chunk)
+        chunk = min(chunk, max(k, 1))
+        if (k, chunk) in seen:
+            continue
+        seen.add((k, chunk))
         step()
         rec = MatmulShapes()
         with rec:
@@ -147,7 +162,7 @@ def main() -> None:
         replay = matmul_replay(rec.products, args.limit_operands == "shared")
         replay()  # warm up
         limit_flops = sum(2 * b * m * kk * n for b, m, kk, n in rec.products)
-        configs.append(dict(k=k, chunk=min(chunk, max(k, 1)), step=step, replay=replay,
+        configs.append(dict(k=k, chunk=chunk, step=step, replay=replay,
                             limit_flops=limit_flops, t=float("inf"), limit_t=float("inf")))
     # the clock: the thread's CPU time by default (on a shared machine a step preempted by
     # another process's would otherwise count the other's time), or wall time

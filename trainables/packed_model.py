@@ -80,8 +80,9 @@ class PackedModel:
         for i in range(c.depth):
             a = f"layers.{i}.0."
             h = _layer_norm(x, p[a + "norm.weight"], p[a + "norm.bias"])
-            y = attention(h.view(k, b * (t + 1), c.dim), p[a + "qkv.weight"], bias, b, c.heads, c.dim_head)
-            x = x + _linear(y.view(k, b, t + 1, -1), p[a + "out.weight"], p[a + "out.bias"])
+            y = attention(h.view(k, b * (t + 1), c.dim), p[a + "qkv.weight"], p[a + "out.weight"], p[a + "out.bias"],
+                          bias, b, c.heads, c.dim_head)
+            x = x + y.view(k, b, t + 1, c.dim)
             f = f"layers.{i}.1.net."
             h = _layer_norm(x, p[f + "0.weight"], p[f + "0.bias"])
             h = F.gelu(_linear(h, p[f + "1.weight"], p[f + "1.bias"]))
@@ -132,52 +133,66 @@ def attention_bias(keep: torch.Tensor, heads: int, dtype: torch.dtype) -> torch.
     return bias[:, None, :, None, :].expand(k, heads, b, t, t).reshape(k * heads * b, t, t)
 
 
-def attention(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, clips: int, heads: int,
-              dim_head: int) -> torch.Tensor:
-    """The q, k, v projection and multi-head self-attention of one layer, per member:
-    ``h [K, B*T, dim]`` (normed tokens), ``weight [K, 3*heads*dim_head, dim]`` (the solo
-    ``qkv.weight``, no bias), ``bias`` from ``attention_bias`` -> ``[K, B*T, heads*dim_head]``:
-    softmax(q k^T / sqrt(d) + bias) v, as ``F.scaled_dot_product_attention`` with a boolean
-    key mask computes it."""
-    return _Attention.apply(h, weight, bias, clips, heads, dim_head)
+def attention(h: torch.Tensor, qkv_weight: torch.Tensor, out_weight: torch.Tensor, out_bias: torch.Tensor,
+              bias: torch.Tensor, clips: int, heads: int, dim_head: int) -> torch.Tensor:
+    """One layer's attention, per member, without its norm and residual: ``h [K, B*T, dim]``
+    (normed tokens), the solo layer's ``qkv.weight [K, 3*heads*dim_head, dim]`` (no bias),
+    ``out.weight [K, dim, heads*dim_head]`` and ``out.bias [K, dim]``, ``bias`` from
+    ``attention_bias`` -> ``[K, B*T, dim]``: out(softmax(q k^T / sqrt(d) + bias) v), as the
+    solo ``Attention`` (``F.scaled_dot_product_attention`` with a boolean key mask)
+    computes it."""
+    return _Attention.apply(h, qkv_weight, out_weight, out_bias, bias, clips, heads, dim_head)
 
 
 class _Attention(torch.autograd.Function):
     """Forward and backward by hand, in batched matmuls over ``[K*heads*B, T, dim_head]``.
-    q, k and v are projected straight into that head-major layout (per member and part, a
-    batched matmul over heads of the member's tokens, broadcast, by its ``[heads, dim_head,
-    dim]`` weights), so neither they nor their gradients are ever permuted and copied: at
-    T ~ 32 those copies, and the CPU flash kernel's buffers, cost about what the matmuls do.
-    Only the output (a third of qkv's size) is transposed back to token-major, once each
-    way."""
+    Every tensor of the size of q, k, v or the heads' output stays head-major: q, k and v
+    are projected straight into that layout (per member and part, a batched matmul over
+    heads of the member's tokens, broadcast, by its ``[heads, dim_head, dim]`` weights), and
+    the output projection sums the heads' products. So none of them or their gradients is
+    permuted and copied: at T ~ 32 those copies, and the CPU flash kernel's buffers, cost
+    about what the matmuls do. Only weight-sized tensors are transposed."""
 
     @staticmethod
-    def forward(ctx, h, weight, bias, clips, heads, dim_head):
+    def forward(ctx, h, qkv_weight, out_weight, out_bias, bias, clips, heads, dim_head):
         k, bt, dim = h.shape
-        t = bt // clips
-        w = weight.view(k, 3, heads, dim_head, dim)
+        t, n = bt // clips, k * heads * clips
+        wqkv = qkv_weight.view(k, 3, heads, dim_head, dim)
+        wout = out_weight.view(k, dim, heads, dim_head)
         hm = h.new_empty(3, k, heads, bt, dim_head)  # q, k, v: [part, member, head, clip * frame, d]
         for m in range(k):
             x = h[m].expand(heads, bt, dim)
             for part in range(3):
-                torch.bmm(x, w[m, part].transpose(1, 2), out=hm[part, m])
-        q, kk, v = (hm[i].view(k * heads * clips, t, dim_head) for i in range(3))
+                torch.bmm(x, wqkv[m, part].transpose(1, 2), out=hm[part, m])
+        q, kk, v = (hm[i].view(n, t, dim_head) for i in range(3))
         scale = dim_head ** -0.5
         p = torch.softmax(torch.baddbmm(bias, q, kk.transpose(1, 2), alpha=scale), dim=-1)
-        y = torch.bmm(p, v).view(k, heads, clips, t, dim_head)
-        ctx.save_for_backward(h, weight, hm, p)
+        y = torch.bmm(p, v).view(k, heads, bt, dim_head)
+        out = torch.empty_like(h)
+        for m in range(k):  # sum over heads of y_h @ out_h^T, + out.bias
+            torch.sum(torch.bmm(y[m], wout[m].permute(1, 2, 0)), dim=0, out=out[m])
+        out += out_bias[:, None, :]
+        ctx.save_for_backward(h, qkv_weight, out_weight, hm, p, y)
         ctx.dims = (clips, heads, dim_head, scale)
-        return y.permute(0, 2, 3, 1, 4).reshape(k, bt, heads * dim_head)
+        return out
 
     @staticmethod
     def backward(ctx, grad):
-        h, weight, hm, p = ctx.saved_tensors
+        h, qkv_weight, out_weight, hm, p, y = ctx.saved_tensors
         clips, heads, dim_head, scale = ctx.dims
         k, bt, dim = h.shape
-        t = bt // clips
-        n = k * heads * clips
+        t, n = bt // clips, k * heads * clips
+        grad = grad.contiguous()
+        wout = out_weight.view(k, dim, heads, dim_head)
+        g_out_bias = grad.sum(dim=1)
+        g_out_weight = torch.empty_like(out_weight)
+        gy = torch.empty_like(y)  # [K, heads, B*T, d]
+        for m in range(k):
+            g = grad[m].expand(heads, bt, dim)
+            torch.bmm(g, wout[m].permute(1, 0, 2), out=gy[m])
+            g_out_weight[m].view(dim, heads, dim_head).copy_(torch.bmm(g.transpose(1, 2), y[m]).transpose(0, 1))
         q, kk, v = (hm[i].view(n, t, dim_head) for i in range(3))
-        gy = grad.reshape(k, clips, t, heads, dim_head).permute(0, 3, 1, 2, 4).reshape(n, t, dim_head)
+        gy = gy.view(n, t, dim_head)
         d = torch.empty_like(hm)
         gp = torch.bmm(gy, v.transpose(1, 2))
         torch.bmm(p.transpose(1, 2), gy, out=d[2].view(n, t, dim_head))
@@ -185,15 +200,15 @@ class _Attention(torch.autograd.Function):
         torch.baddbmm(d[0].view(n, t, dim_head), ds, kk, beta=0, alpha=scale, out=d[0].view(n, t, dim_head))
         torch.baddbmm(d[1].view(n, t, dim_head), ds.transpose(1, 2), q, beta=0, alpha=scale,
                       out=d[1].view(n, t, dim_head))
-        w = weight.view(k, 3, heads, dim_head, dim)
-        gw = torch.empty_like(weight).view(k, 3, heads, dim_head, dim)
+        wqkv = qkv_weight.view(k, 3, heads, dim_head, dim)
+        g_qkv_weight = torch.empty_like(qkv_weight).view(k, 3, heads, dim_head, dim)
         gh = torch.empty_like(h)
         for m in range(k):
             x = h[m].expand(heads, bt, dim)
-            acc = None
+            acc = torch.bmm(d[0, m], wqkv[m, 0])  # [heads, bt, dim], summed over parts then heads
             for part in range(3):
-                torch.bmm(d[part, m].transpose(1, 2), x, out=gw[m, part])
-                term = torch.bmm(d[part, m], w[m, part])  # [heads, bt, dim]
-                acc = term if acc is None else acc.add_(term)
+                torch.bmm(d[part, m].transpose(1, 2), x, out=g_qkv_weight[m, part])
+                if part:
+                    acc.baddbmm_(d[part, m], wqkv[m, part])
             torch.sum(acc, dim=0, out=gh[m])
-        return gh, gw.view_as(weight), None, None, None, None
+        return gh, g_qkv_weight.view_as(qkv_weight), g_out_weight, g_out_bias, None, None, None, None
