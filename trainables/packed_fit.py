@@ -302,7 +302,11 @@ def _evaluate_packed(model: PackedModel, data: SplitData, num_classes: int) -> l
         sl = slice(start, start + EVAL_BATCH)
         tokens, mask = data.tokens[sl], data.mask[sl]
         k = model.k
-        logits = model(tokens.expand(k, *tokens.shape), mask.expand(k, *mask.shape))
+        chunk = default_chunk(k, tokens.shape[0], tokens.shape[1], tokens.device)
+        logits = torch.cat([model.forward({n: v[m] for n, v in model.params.items()},
+                                          tokens.expand(m.stop - m.start, *tokens.shape),
+                                          mask.expand(m.stop - m.start, *mask.shape))
+                            for m in (slice(i, min(i + chunk, k)) for i in range(0, k, chunk))])
         preds.append(logits.argmax(dim=2).cpu())
     pred = torch.cat(preds, dim=1).numpy()
     truth = data.labels.cpu().numpy()
