@@ -78,7 +78,7 @@ def make_step(k: int, batch: int, frames: int, chunk: int = 0):
     g = torch.Generator().manual_seed(0)
     if k == 0:
         model = members[0]
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3, foreach=True)  # as fit.Fitter
         x, mask = torch.randn(batch, frames, TOKEN_DIM, generator=g), torch.ones(batch, frames, dtype=torch.bool)
         y = torch.randint(0, CLASSES, (batch,), generator=g)
 
@@ -86,7 +86,7 @@ def make_step(k: int, batch: int, frames: int, chunk: int = 0):
             loss = F.cross_entropy(model(x, mask), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0, foreach=True)
             opt.step()
         return step, 1
     pack = PackedModel.from_members(members)

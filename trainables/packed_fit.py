@@ -191,7 +191,8 @@ class PackedFitter:
                                    f"selection sees training and validation data only")
         states = list(states) if states is not None else [None] * k
         self.cfg, self.seeds, self.num_classes, self.trains, self.vals = cfg, list(seeds), num_classes, trains, vals
-        self.template = torch.optim.Adam(members[0].parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay).state_dict()
+        self.template = torch.optim.Adam(members[0].parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                         foreach=True).state_dict()  # as fit.Fitter's
         self.model = PackedModel.from_members(members)
         self.optimizer = PackedAdam(self.model.parameters(), cfg.lr, weight_decay=cfg.weight_decay)
         self.states = [s or FitState() for s in states]
