@@ -4,14 +4,16 @@ gains a leading seed axis, and one forward pass runs all K members on their own 
 Why not ``torch.func.vmap``: scaled-dot-product attention has no batching rule and falls
 back to a loop over members, which ran at 0.47x of separate training for 30 seeds. Here the
 members' matmuls are batched matmuls (``baddbmm`` over ``[K, B·T, in]``) and attention runs
-once over ``[K·B, heads, T, dim_head]``: the same arithmetic as K solo models, in larger
-kernels.
+once over ``[K·heads·B, T, dim_head]`` (``attention``: by hand, head-major from projection
+to output, so no tensor of the size of q, k, v is ever permuted and copied): the same
+arithmetic as K solo models, in larger kernels. ``forward(params, ...)`` runs any slice of
+the members (``packed_fit.packed_step`` trains them a chunk at a time on CPU).
 
 The members stay what they are: ``PackedModel.from_members`` stacks K solo models (each
 initialised from its own seed), ``member_state(k)`` gives member k back as a solo
-``state_dict``, and the forward pass is the solo forward's, operation by operation, so a
-member's outputs equal its solo model's up to float summation order. Imports neither Ray
-nor MLflow.
+``state_dict``, and the forward pass computes the solo forward's function, layer by
+layer, so a member's outputs equal its solo model's up to float summation order. Imports
+neither Ray nor MLflow.
 """
 
 from __future__ import annotations
