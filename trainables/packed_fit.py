@@ -172,7 +172,7 @@ def default_chunk(k: int, batch: int, frames: int, device: torch.device) -> int:
     return max(1, min(k, CHUNK_TOKENS // max(1, batch * frames)))
 
 
-CHUNK_TOKENS = 2048
+CHUNK_TOKENS = 1024  # one member at batch 32 x 32 tokens: measured as fast as two, or faster
 
 
 class PackedFitter:
