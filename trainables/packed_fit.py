@@ -177,7 +177,9 @@ CHUNK_TOKENS = 1024  # one member at batch 32 x 32 tokens: measured as fast as t
 
 class PackedFitter:
     """``Fitter`` for K members at once: ``epochs()`` yields one ``EpochLog`` per member per
-    epoch; ``states[k]`` is member k's solo ``FitState``."""
+    epoch; ``states[k]`` is member k's solo ``FitState``. ``chunk``: members per forward /
+    backward (``packed_step``); None: ``default_chunk`` of each batch (one member at a time
+    on CPU at the paper's sizes, all K elsewhere)."""
 
     def __init__(self, members: list[nn.Module], cfg: TrainConfig, seeds: list[int], num_classes: int,
                  trains: list[SplitData], vals: list[SplitData], states: list[FitState | None] | None = None,
