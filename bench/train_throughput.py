@@ -1,30 +1,38 @@
 """Training throughput of the paper's model against the practical limit of this machine.
 
-One training step (forward, cross-entropy, backward, Adam) of the model at batch B and T
-frames, solo (``fit.Fitter``'s model) and packed (``packed_fit``: K seeds as one model).
-Its FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode``. The limit is the
-same matrix products — every matmul the step ran, recorded with its shapes, and the
-attention's products as the batched matmuls they are — replayed as bare ``torch.bmm`` calls
-on the same threads in the same run: what the arithmetic alone costs here.
+One training step (forward, cross-entropy, backward, gradient clipping, Adam) of the model at
+batch B and T frames, solo (the plain model, ``torch.optim.Adam`` and ``clip_grad_norm_``,
+as ``fit.Fitter`` trains it) and packed (``packed_fit.packed_step``: K seeds as one model,
+forward and backward ``chunk`` members at a time). The limit is the same matrix products —
+every matmul the step ran, recorded with its shapes (SDPA's as the four / two batched
+matmuls they are) — replayed as bare ``torch.bmm`` calls on the same thread in the same
+run: what the arithmetic alone costs here. Achieved GFLOP/s count those products' FLOPs.
 
-Prints, per configuration: ms per step (per member for packs), GFLOP/s achieved, the
-matmul limit's GFLOP/s, achieved / limit, and the throughput (member steps per second)
-against solo.
-Usage: .venv/bin/python bench/train_throughput.py [--packs 1,4,10,30] [--batch 32] [--frames 31] [--threads 1]
+Timing: all configurations are built first, then timed in interleaved rounds (each step,
+then its replay, once per round), best of ``--repeat``; by the thread's CPU time
+(``--clock cpu``, the default: on a shared machine a preempted step would otherwise count
+another process's time) or wall time. The replay's operands are views of two random
+buffers (``--limit-operands shared``: hot in cache where they fit, the fastest these shapes
+run) or one pair per product (``distinct``: cold, as K members' activations are).
+
+Prints, per configuration: ms per step and per member, GFLOP/s achieved, the limit's
+GFLOP/s, achieved / limit, and the throughput (member steps per second) against solo.
+Usage: .venv/bin/python bench/train_throughput.py [--packs 1,4,10,30] [--chunks 0] [--repeat 5]
+       [--batch 32] [--frames 31] [--threads 1] [--clock cpu|wall] [--limit-operands shared|distinct]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import FlopCounterMode
 
 from trainables.model import EvolutionTransformer, ModelConfig
-from trainables.packed_fit import PackedAdam, clip_members
+from trainables.packed_fit import PackedAdam, default_chunk, packed_step
 from trainables.packed_model import PackedModel
 
 aten = torch.ops.aten
@@ -41,10 +49,10 @@ class MatmulShapes(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         p = func._overloadpacket
-        if p in (aten.mm, aten.addmm):
+        if p in (aten.mm, aten.addmm, aten.addmm_):
             a, b = (args[0], args[1]) if p is aten.mm else (args[1], args[2])
             self.products.append((1, a.shape[0], a.shape[1], b.shape[1]))
-        elif p in (aten.bmm, aten.baddbmm):
+        elif p in (aten.bmm, aten.baddbmm, aten.baddbmm_):
             a, b = (args[0], args[1]) if p is aten.bmm else (args[1], args[2])
             self.products.append((a.shape[0], a.shape[1], a.shape[2], b.shape[2]))
         elif "scaled_dot_product" in str(p) and "backward" not in str(p):
@@ -55,10 +63,12 @@ class MatmulShapes(TorchDispatchMode):
             q, k = args[1], args[2]
             bh, t, d, s = q.shape[0] * q.shape[1], q.shape[2], q.shape[3], k.shape[2]
             self.products += [(bh, s, t, d), (bh, t, d, s), (bh, t, s, d), (bh, s, t, d)]
+        elif "mm" in str(p) or "matmul" in str(p) or "einsum" in str(p):
+            raise NotImplementedError(f"MatmulShapes: a matrix product it does not count: {p}")
         return func(*args, **kwargs)
 
 
-def make_step(k: int, batch: int, frames: int):
+def make_step(k: int, batch: int, frames: int, chunk: int = 0):
     """A training step of k members (k = 0: the solo model, as fit.Fitter trains it)."""
     cfg = ModelConfig(max_frames=frames)
     members = []
@@ -68,7 +78,7 @@ def make_step(k: int, batch: int, frames: int):
     g = torch.Generator().manual_seed(0)
     if k == 0:
         model = members[0]
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3, foreach=True)  # as fit.Fitter
         x, mask = torch.randn(batch, frames, TOKEN_DIM, generator=g), torch.ones(batch, frames, dtype=torch.bool)
         y = torch.randint(0, CLASSES, (batch,), generator=g)
 
@@ -76,47 +86,50 @@ def make_step(k: int, batch: int, frames: int):
             loss = F.cross_entropy(model(x, mask), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0, foreach=True)
             opt.step()
-        return step
+        return step, 1
     pack = PackedModel.from_members(members)
-    params = pack.parameters()
-    opt = PackedAdam(params, lr=1e-3)
+    opt = PackedAdam(pack.parameters(), lr=1e-3)
     active = torch.ones(k, dtype=torch.bool)
     x = torch.randn(k, batch, frames, TOKEN_DIM, generator=g)
     mask = torch.ones(k, batch, frames, dtype=torch.bool)
     y = torch.randint(0, CLASSES, (k, batch), generator=g)
+    chunk = chunk or default_chunk(k, batch, frames, x.device)
+
+    def losses(logits, members):
+        n = logits.shape[0]
+        return F.cross_entropy(logits.flatten(0, 1), y[members].flatten(), reduction="none").view(n, batch).mean(dim=1)
 
     def step():
-        logits = pack(x, mask)
-        loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(k, batch).mean(dim=1).sum()
-        for p in params:
-            p.grad = None
-        loss.backward()
-        clip_members(params, 1.0)
-        opt.step(active)
-    return step
+        packed_step(pack, opt, x, mask, losses, active, 1.0, chunk)
+    return step, chunk
 
 
-def seconds(fn, repeat: int) -> float:
-    fn()  # warm up
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
+def timed(fn, clock) -> float:
+    t = clock()
+    fn()
+    return clock() - t
 
 
-def matmul_limit(products, repeat: int) -> float:
-    """Seconds of the step's matrix products alone, as bare batched matmuls."""
+def matmul_replay(products, shared: bool):
+    """The step's matrix products alone, as bare batched matmuls on random operands: each
+    product with operands of its own (``shared=False``: cold, as K members' activations
+    are), or all of them views of two buffers (``shared=True``: cache-hot where they fit)."""
     g = torch.Generator().manual_seed(1)
-    operands = [(torch.randn(b, m, kk, generator=g), torch.randn(b, kk, n, generator=g)) for b, m, kk, n in products]
+    if shared:
+        pool_a = torch.randn(max(b * m * kk for b, m, kk, _ in products), generator=g)
+        pool_b = torch.randn(max(b * kk * n for b, _, kk, n in products), generator=g)
+        operands = [(pool_a[: b * m * kk].view(b, m, kk), pool_b[: b * kk * n].view(b, kk, n))
+                    for b, m, kk, n in products]
+    else:
+        operands = [(torch.randn(b, m, kk, generator=g), torch.randn(b, kk, n, generator=g))
+                    for b, m, kk, n in products]
 
     def replay():
         for a, c in operands:
             torch.bmm(a, c)
-    return seconds(replay, repeat)
+    return replay
 
 
 def main() -> None:
@@ -126,32 +139,51 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=31)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--chunks", default="0", help="members per forward/backward, one row each (0: default_chunk)")
+    ap.add_argument("--clock", choices=["cpu", "wall"], default="cpu")
+    ap.add_argument("--limit-operands", choices=["shared", "distinct"], default="shared")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} thread(s), batch {args.batch}, {args.frames} frames; "
-          f"best of {args.repeat}")
-    print(f"{'config':>10} {'ms/step':>9} {'ms/member':>10} {'GFLOP/s':>8} {'limit':>8} {'of limit':>9} "
-          f"{'vs solo':>8}")
-    solo_member_s = None
-    for k in [0, *(int(x) for x in args.packs.split(","))]:
-        step = make_step(k, args.batch, args.frames)
+          f"best of {args.repeat} rounds, each timing every configuration and its limit once; "
+          f"limit operands {args.limit_operands}")
+    configs, seen = [], set()
+    runs = [(0, 0)] + [(int(k), int(c)) for k in args.packs.split(",") for c in args.chunks.split(",")]
+    for k, chunk in runs:
+        step, chunk = make_step(k, args.batch, args.frames, chunk)
+        chunk = min(chunk, max(k, 1))
+        if (k, chunk) in seen:
+            continue
+        seen.add((k, chunk))
         step()
-        with FlopCounterMode(display=False) as fc:
-            step()
-        flops = fc.get_total_flops()
         rec = MatmulShapes()
         with rec:
             step()
-        t = seconds(step, args.repeat)
-        limit_t = matmul_limit(rec.products, args.repeat)
+        replay = matmul_replay(rec.products, args.limit_operands == "shared")
+        replay()  # warm up
         limit_flops = sum(2 * b * m * kk * n for b, m, kk, n in rec.products)
-        members = max(k, 1)
-        per_member = t / members
-        solo_member_s = solo_member_s or per_member
+        configs.append(dict(k=k, chunk=chunk, step=step, replay=replay,
+                            limit_flops=limit_flops, t=float("inf"), limit_t=float("inf")))
+    # the clock: the thread's CPU time by default (on a shared machine a step preempted by
+    # another process's would otherwise count the other's time), or wall time
+    clock = time.thread_time if args.clock == "cpu" else time.perf_counter
+    load = os.getloadavg()[0]
+    for _ in range(args.repeat):  # interleaved: load that comes and goes hits every configuration alike
+        for c in configs:
+            c["t"] = min(c["t"], timed(c["step"], clock))
+            c["limit_t"] = min(c["limit_t"], timed(c["replay"], clock))
+    print(f"load average (1 min) {load:.2f} before the timed rounds, {os.getloadavg()[0]:.2f} after; "
+          f"clock: {args.clock}")
+    print(f"{'config':>10} {'chunk':>5} {'ms/step':>9} {'ms/member':>10} {'GFLOP/s':>8} {'limit':>8} "
+          f"{'of limit':>9} {'vs solo':>8}")
+    solo_member_s = configs[0]["t"]
+    for c in configs:
+        k, t = c["k"], c["t"]
+        per_member = t / max(k, 1)
+        achieved, limit = c["limit_flops"] / t, c["limit_flops"] / c["limit_t"]
         name = "solo" if k == 0 else f"packed {k}"
-        print(f"{name:>10} {t * 1e3:9.1f} {per_member * 1e3:10.1f} {flops / t / 1e9:8.1f} "
-              f"{limit_flops / limit_t / 1e9:8.1f} {(flops / t) / (limit_flops / limit_t):9.0%} "
-              f"{solo_member_s / per_member:7.2f}x")
+        print(f"{name:>10} {c['chunk']:5d} {t * 1e3:9.1f} {per_member * 1e3:10.1f} {achieved / 1e9:8.1f} "
+              f"{limit / 1e9:8.1f} {achieved / limit:9.0%} {solo_member_s / per_member:7.2f}x")
 
 
 if __name__ == "__main__":

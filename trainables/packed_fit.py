@@ -17,6 +17,8 @@ trial's to float tolerance (tests/trainables/test_packed_fit.py).
 from __future__ import annotations
 
 import copy
+import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -46,6 +48,42 @@ class PackedAdam:
     def step(self, active: torch.Tensor) -> None:
         b1, b2 = self.betas
         self.steps += active.to(self.steps.dtype)
+        if not bool(active.all()):
+            return self._step_some(active)
+        # every member steps (all but an epoch's last few batches of ragged members): the
+        # update is torch.optim.Adam's, as foreach ops over all tensors at once
+        params = self.params
+        grads = [p.grad for p in params]
+        if self.weight_decay:
+            grads = torch._foreach_add(grads, params, alpha=self.weight_decay)
+        torch._foreach_lerp_(self.exp_avg, grads, 1 - b1)
+        torch._foreach_mul_(self.exp_avg_sq, b2)
+        torch._foreach_addcmul_(self.exp_avg_sq, grads, grads, value=1 - b2)
+        denom = torch._foreach_sqrt(self.exp_avg_sq)
+        steps = self.steps.tolist()
+        if len(set(steps)) == 1:  # one step count: Adam's scalars
+            n = steps[0]
+            torch._foreach_div_(denom, math.sqrt(1 - b2 ** n))
+            torch._foreach_add_(denom, self.eps)
+            torch._foreach_addcdiv_(params, self.exp_avg, denom, value=-self.lr / (1 - b1 ** n))
+            return
+        bc2_sqrt = (1 - b2 ** self.steps).sqrt()
+        step_size = self.lr / (1 - b1 ** self.steps)
+        torch._foreach_div_(denom, self._per_member(bc2_sqrt))
+        torch._foreach_add_(denom, self.eps)
+        update = torch._foreach_div(self.exp_avg, denom)
+        torch._foreach_mul_(update, self._per_member(step_size))
+        torch._foreach_sub_(params, update)
+
+    def _per_member(self, values: torch.Tensor) -> list[torch.Tensor]:
+        """A ``[K]`` vector as one broadcastable view per parameter."""
+        p0 = self.params[0]
+        v = values.to(p0.dtype).to(p0.device)
+        return [v.view((-1,) + (1,) * (p.dim() - 1)) for p in self.params]
+
+    def _step_some(self, active: torch.Tensor) -> None:
+        """Only the active members step; the others keep parameters and moments."""
+        b1, b2 = self.betas
         bc1 = 1 - b1 ** self.steps
         bc2_sqrt = (1 - b2 ** self.steps).sqrt()
         step_size = torch.where(active, self.lr / bc1.clamp(min=1e-300), 0.0)
@@ -83,18 +121,69 @@ class PackedAdam:
 def clip_members(params: list[torch.Tensor], max_norm: float) -> None:
     """``torch.nn.utils.clip_grad_norm_`` per member: each member's gradient scaled by
     ``max_norm / (its global norm + 1e-6)``, at most 1."""
-    sq = sum(p.grad.flatten(1).pow(2).sum(dim=1, dtype=torch.float32) for p in params)
-    coef = (max_norm / (sq.sqrt() + 1e-6)).clamp(max=1.0)
-    for p in params:
-        p.grad.mul_(coef.view((-1,) + (1,) * (p.dim() - 1)).to(p.grad.dtype))
+    grads = [p.grad for p in params]
+    sq = torch.stack([g.flatten(1).pow(2).sum(dim=1, dtype=torch.float32) for g in grads]).sum(dim=0)
+    coef = (max_norm / (sq.sqrt() + 1e-6)).clamp(max=1.0).to(grads[0].dtype)
+    torch._foreach_mul_(grads, [coef.view((-1,) + (1,) * (g.dim() - 1)) for g in grads])
+
+
+def packed_step(model: PackedModel, optimizer: PackedAdam, tokens: torch.Tensor, mask: torch.Tensor,
+                losses: Callable[[torch.Tensor, slice], torch.Tensor], active: torch.Tensor,
+                grad_clip: float, chunk: int) -> torch.Tensor:
+    """One training step of every member: forward, ``losses(logits, members)`` (each
+    member's loss, ``[len(members)]``), backward, per-member clipping (``grad_clip`` > 0),
+    ``optimizer.step(active)``; returns the losses ``[K]`` (detached).
+
+    Forward and backward run ``chunk`` members at a time (the rest of the step, all at
+    once): a chunk's activations stay in the CPU's cache between the operations that make
+    and use them, where K members' would not. The members are independent, so the
+    gradients are the same whatever the chunk."""
+    params, k = model.parameters(), model.k
+    out = []
+    if chunk >= k:
+        for p in params:
+            p.grad = None
+        loss = losses(model(tokens, mask), slice(0, k))
+        loss.sum().backward()
+        out.append(loss.detach())
+    else:
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.empty_like(p)
+        for start in range(0, k, chunk):
+            members = slice(start, min(start + chunk, k))
+            leaves = {n: p.detach()[members].requires_grad_() for n, p in zip(model.names, params)}
+            loss = losses(model.forward(leaves, tokens[members], mask[members]), members)
+            grads = torch.autograd.grad(loss.sum(), list(leaves.values()))
+            for p, g in zip(params, grads):
+                p.grad[members].copy_(g)
+            out.append(loss.detach())
+    if grad_clip > 0:
+        clip_members(params, grad_clip)
+    optimizer.step(active)
+    return torch.cat(out)
+
+
+def default_chunk(k: int, batch: int, frames: int, device: torch.device) -> int:
+    """Members per forward/backward chunk: on CPU about ``CHUNK_TOKENS`` tokens (the
+    measured best, bench/train_throughput.py); elsewhere all ``k`` at once."""
+    if device.type != "cpu":
+        return k
+    return max(1, min(k, CHUNK_TOKENS // max(1, batch * frames)))
+
+
+CHUNK_TOKENS = 1024  # one member at batch 32 x 32 tokens: measured as fast as two, or faster
 
 
 class PackedFitter:
     """``Fitter`` for K members at once: ``epochs()`` yields one ``EpochLog`` per member per
-    epoch; ``states[k]`` is member k's solo ``FitState``."""
+    epoch; ``states[k]`` is member k's solo ``FitState``. ``chunk``: members per forward /
+    backward (``packed_step``); None: ``default_chunk`` of each batch (one member at a time
+    on CPU at the paper's sizes, all K elsewhere)."""
 
     def __init__(self, members: list[nn.Module], cfg: TrainConfig, seeds: list[int], num_classes: int,
-                 trains: list[SplitData], vals: list[SplitData], states: list[FitState | None] | None = None):
+                 trains: list[SplitData], vals: list[SplitData], states: list[FitState | None] | None = None,
+                 chunk: int | None = None):
         k = len(members)
         if not (k == len(seeds) == len(trains) == len(vals)):
             raise ValueError(f"a pack of {k} members needs as many seeds, train and validation sets")
@@ -104,7 +193,8 @@ class PackedFitter:
                                    f"selection sees training and validation data only")
         states = list(states) if states is not None else [None] * k
         self.cfg, self.seeds, self.num_classes, self.trains, self.vals = cfg, list(seeds), num_classes, trains, vals
-        self.template = torch.optim.Adam(members[0].parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay).state_dict()
+        self.template = torch.optim.Adam(members[0].parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                         foreach=True).state_dict()  # as fit.Fitter's
         self.model = PackedModel.from_members(members)
         self.optimizer = PackedAdam(self.model.parameters(), cfg.lr, weight_decay=cfg.weight_decay)
         self.states = [s or FitState() for s in states]
@@ -117,6 +207,7 @@ class PackedFitter:
                 self.optimizer.load_member(i, s.optimizer)
         self.class_weights = [class_weights(cfg.class_weight, t.labels, num_classes) for t in trains]
         self.token_dim = trains[0].token_dim
+        self.chunk = chunk  # members per forward/backward; None: default_chunk of each batch
 
     @property
     def epoch(self) -> int:
@@ -131,20 +222,16 @@ class PackedFitter:
         self.optimizer.lr = lr = learning_rate(self.cfg, epoch)
         orders = [np.random.default_rng([s, epoch]).permutation(len(t)) for s, t in zip(self.seeds, self.trains)]
         totals, counts = np.zeros(k), np.zeros(k)
-        params = self.model.parameters()
         for start in range(0, max(len(o) for o in orders), bs):
             batch = [o[start: start + bs] for o in orders]
             tokens, mask, labels, valid = self._batch(batch)
             active = torch.tensor([len(b) > 0 for b in batch])
-            losses = self._losses(self.model(tokens, mask), labels, valid)
-            for p in params:
-                p.grad = None
-            losses.sum().backward()
-            if self.cfg.grad_clip > 0:
-                clip_members(params, self.cfg.grad_clip)
-            self.optimizer.step(active)
+            chunk = self.chunk or default_chunk(k, tokens.shape[1], tokens.shape[2], tokens.device)
+            losses = packed_step(self.model, self.optimizer, tokens, mask,
+                                 lambda logits, m: self._losses(logits, labels[m], valid[m], m),
+                                 active, self.cfg.grad_clip, chunk)
             n = np.array([len(b) for b in batch])
-            totals += losses.detach().cpu().numpy() * n
+            totals += losses.cpu().numpy() * n
             counts += n
         logs = []
         for i, ev in enumerate(self._validate()):
@@ -180,11 +267,13 @@ class PackedFitter:
                 valid[m, :n] = True
         return tokens, mask, labels, valid
 
-    def _losses(self, logits: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """Each member's ``F.cross_entropy`` (mean over its batch, class-weighted if asked): ``[K]``."""
+    def _losses(self, logits: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor,
+                members: slice = slice(None)) -> torch.Tensor:
+        """Each member's ``F.cross_entropy`` (mean over its batch, class-weighted if asked):
+        ``[k]`` for the ``members`` the logits ``[k, B, C]`` are of."""
         nll = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="none").view(labels.shape)
         out = []
-        for m, w in enumerate(self.class_weights):
+        for m, w in enumerate(self.class_weights[members]):
             keep = valid[m]
             weight = keep.to(nll.dtype) if w is None else w[labels[m]] * keep
             total = weight.sum()
@@ -216,7 +305,11 @@ def _evaluate_packed(model: PackedModel, data: SplitData, num_classes: int) -> l
         sl = slice(start, start + EVAL_BATCH)
         tokens, mask = data.tokens[sl], data.mask[sl]
         k = model.k
-        logits = model(tokens.expand(k, *tokens.shape), mask.expand(k, *mask.shape))
+        chunk = default_chunk(k, tokens.shape[0], tokens.shape[1], tokens.device)
+        logits = torch.cat([model.forward({n: v[m] for n, v in model.params.items()},
+                                          tokens.expand(m.stop - m.start, *tokens.shape),
+                                          mask.expand(m.stop - m.start, *mask.shape))
+                            for m in (slice(i, min(i + chunk, k)) for i in range(0, k, chunk))])
         preds.append(logits.argmax(dim=2).cpu())
     pred = torch.cat(preds, dim=1).numpy()
     truth = data.labels.cpu().numpy()

@@ -4,14 +4,16 @@ gains a leading seed axis, and one forward pass runs all K members on their own 
 Why not ``torch.func.vmap``: scaled-dot-product attention has no batching rule and falls
 back to a loop over members, which ran at 0.47x of separate training for 30 seeds. Here the
 members' matmuls are batched matmuls (``baddbmm`` over ``[K, B·T, in]``) and attention runs
-once over ``[K·B, heads, T, dim_head]``: the same arithmetic as K solo models, in larger
-kernels.
+once over ``[K·heads·B, T, dim_head]`` (``attention``: by hand, head-major from projection
+to output, so no tensor of the size of q, k, v is ever permuted and copied): the same
+arithmetic as K solo models, in larger kernels. ``forward(params, ...)`` runs any slice of
+the members (``packed_fit.packed_step`` trains them a chunk at a time on CPU).
 
 The members stay what they are: ``PackedModel.from_members`` stacks K solo models (each
 initialised from its own seed), ``member_state(k)`` gives member k back as a solo
-``state_dict``, and the forward pass is the solo forward's, operation by operation, so a
-member's outputs equal its solo model's up to float summation order. Imports neither Ray
-nor MLflow.
+``state_dict``, and the forward pass computes the solo forward's function, layer by
+layer, so a member's outputs equal its solo model's up to float summation order. Imports
+neither Ray nor MLflow.
 """
 
 from __future__ import annotations
@@ -65,21 +67,31 @@ class PackedModel:
     # -- the forward pass: EvolutionTransformer.forward with a leading member axis --------
     def __call__(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``tokens [K, B, T, D]``, ``mask [K, B, T]`` (True = real frame) -> logits ``[K, B, C]``."""
-        p, c = self.params, self.config
+        return self.forward(self.params, tokens, mask)
+
+    def forward(self, params: dict[str, torch.Tensor], tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The forward pass with the given stacked parameters (``self.params``, or any
+        ``[k, ...]`` slice of them: a chunk of the members) for as many members."""
+        p, c = params, self.config
         k, b, t, _ = tokens.shape
         x = _layer_norm(_linear(tokens, p["embed.0.weight"], p["embed.0.bias"]), p["embed.1.weight"], p["embed.1.bias"])
         x = torch.cat([p["cls"].expand(k, b, 1, c.dim), x], dim=2)  # cls [K, 1, 1, dim]
-        x = x + self._positions(t, mask)
+        x = x + self._positions(p["pos"], t, mask)
         keep = torch.cat([mask.new_ones(k, b, 1), mask], dim=2)  # CLS is always a key
-        attn_mask = keep.reshape(k * b, 1, 1, t + 1)
+        by_hand = tokens.device.type in HAND_ATTENTION_DEVICES
+        bias = attention_bias(keep, c.heads, x.dtype) if by_hand else keep.reshape(k * b, 1, 1, t + 1)
         for i in range(c.depth):
             a = f"layers.{i}.0."
             h = _layer_norm(x, p[a + "norm.weight"], p[a + "norm.bias"])
-            qkv = _linear(h, p[a + "qkv.weight"], None)
-            q, kk, v = qkv.view(k * b, t + 1, 3, c.heads, c.dim_head).permute(2, 0, 3, 1, 4)
-            y = F.scaled_dot_product_attention(q, kk, v, attn_mask=attn_mask)
-            y = y.transpose(1, 2).reshape(k, b, t + 1, c.heads * c.dim_head)
-            x = x + _linear(y, p[a + "out.weight"], p[a + "out.bias"])
+            if by_hand:
+                y = attention(h.view(k, b * (t + 1), c.dim), p[a + "qkv.weight"], p[a + "out.weight"],
+                              p[a + "out.bias"], bias, b, c.heads, c.dim_head).view(k, b, t + 1, c.dim)
+            else:  # SDPA over [K*B, heads, T, d]: a few large kernels, no per-member launches
+                qkv = _linear(h, p[a + "qkv.weight"], None)
+                q, kk, v = qkv.view(k * b, t + 1, 3, c.heads, c.dim_head).permute(2, 0, 3, 1, 4)
+                y = F.scaled_dot_product_attention(q, kk, v, attn_mask=bias)
+                y = _linear(y.transpose(1, 2).reshape(k, b, t + 1, -1), p[a + "out.weight"], p[a + "out.bias"])
+            x = x + y
             f = f"layers.{i}.1.net."
             h = _layer_norm(x, p[f + "0.weight"], p[f + "0.bias"])
             h = F.gelu(_linear(h, p[f + "1.weight"], p[f + "1.bias"]))
@@ -87,8 +99,8 @@ class PackedModel:
         cls = _layer_norm(x[:, :, 0], p["norm.weight"], p["norm.bias"])  # [K, B, dim]
         return _linear(cls, p["head.weight"], p["head.bias"])
 
-    def _positions(self, t: int, mask: torch.Tensor) -> torch.Tensor:
-        pos = self.params["pos"]  # [K, 1, rows + 1, dim]
+    def _positions(self, pos: torch.Tensor, t: int, mask: torch.Tensor) -> torch.Tensor:
+        """``pos``: ``[K, 1, rows + 1, dim]``."""
         c = self.config
         if c.positions == "learned":
             if t > c.max_frames:
@@ -117,5 +129,103 @@ def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) ->
 
 def _layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """Per member LayerNorm over the last axis (``weight``, ``bias``: ``[K, dim]``)."""
+    if weight.shape[0] == 1:  # one member (a chunk of one): the fused affine kernel, forward and backward
+        return F.layer_norm(x, x.shape[-1:], weight[0], bias[0])
     shape = (weight.shape[0],) + (1,) * (x.dim() - 2) + (weight.shape[1],)
     return F.layer_norm(x, x.shape[-1:]) * weight.view(shape) + bias.view(shape)
+
+
+# Devices whose packed forward uses ``attention`` (by hand, head-major): on CPU it is ~1.5x
+# faster than SDPA at these sizes (bench/train_throughput.py). Elsewhere SDPA: ``attention``
+# loops over members for its projections, K launches each, which a launch-bound GPU pays for.
+HAND_ATTENTION_DEVICES = ("cpu",)
+
+
+def attention_bias(keep: torch.Tensor, heads: int, dtype: torch.dtype) -> torch.Tensor:
+    """The key mask ``keep [K, B, T]`` (True = a key) as the additive bias ``attention``
+    takes: ``[K * heads * B, T, T]`` (members, heads, clips), 0 for keys, -inf for padding
+    (what SDPA's boolean mask does). Built once per forward pass, shared by every layer."""
+    k, b, t = keep.shape
+    bias = torch.zeros(k, b, t, dtype=dtype, device=keep.device).masked_fill_(~keep, float("-inf"))
+    return bias[:, None, :, None, :].expand(k, heads, b, t, t).reshape(k * heads * b, t, t)
+
+
+def attention(h: torch.Tensor, qkv_weight: torch.Tensor, out_weight: torch.Tensor, out_bias: torch.Tensor,
+              bias: torch.Tensor, clips: int, heads: int, dim_head: int) -> torch.Tensor:
+    """One layer's attention, per member, without its norm and residual: ``h [K, B*T, dim]``
+    (normed tokens), the solo layer's ``qkv.weight [K, 3*heads*dim_head, dim]`` (no bias),
+    ``out.weight [K, dim, heads*dim_head]`` and ``out.bias [K, dim]``, ``bias`` from
+    ``attention_bias`` -> ``[K, B*T, dim]``: out(softmax(q k^T / sqrt(d) + bias) v), as the
+    solo ``Attention`` (``F.scaled_dot_product_attention`` with a boolean key mask)
+    computes it."""
+    return _Attention.apply(h, qkv_weight, out_weight, out_bias, bias, clips, heads, dim_head)
+
+
+class _Attention(torch.autograd.Function):
+    """Forward and backward by hand, in batched matmuls over ``[K*heads*B, T, dim_head]``.
+    Every tensor of the size of q, k, v or the heads' output stays head-major: q, k and v
+    are projected straight into that layout (per member and part, a batched matmul over
+    heads of the member's tokens, broadcast, by its ``[heads, dim_head, dim]`` weights), and
+    the output projection sums the heads' products. So none of them or their gradients is
+    permuted and copied: at T ~ 32 those copies, and the CPU flash kernel's buffers, cost
+    about what the matmuls do. Only weight-sized tensors are transposed."""
+
+    @staticmethod
+    def forward(ctx, h, qkv_weight, out_weight, out_bias, bias, clips, heads, dim_head):
+        k, bt, dim = h.shape
+        t, n = bt // clips, k * heads * clips
+        wqkv = qkv_weight.view(k, 3, heads, dim_head, dim)
+        wout = out_weight.view(k, dim, heads, dim_head)
+        hm = h.new_empty(3, k, heads, bt, dim_head)  # q, k, v: [part, member, head, clip * frame, d]
+        for m in range(k):
+            x = h[m].expand(heads, bt, dim)
+            for part in range(3):
+                torch.bmm(x, wqkv[m, part].transpose(1, 2), out=hm[part, m])
+        q, kk, v = (hm[i].view(n, t, dim_head) for i in range(3))
+        scale = dim_head ** -0.5
+        p = torch.softmax(torch.baddbmm(bias, q, kk.transpose(1, 2), alpha=scale), dim=-1)
+        y = torch.bmm(p, v).view(k, heads, bt, dim_head)
+        out = torch.empty_like(h)
+        for m in range(k):  # sum over heads of y_h @ out_h^T, + out.bias
+            torch.sum(torch.bmm(y[m], wout[m].permute(1, 2, 0)), dim=0, out=out[m])
+        out += out_bias[:, None, :]
+        ctx.save_for_backward(h, qkv_weight, out_weight, hm, p, y)
+        ctx.dims = (clips, heads, dim_head, scale)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        h, qkv_weight, out_weight, hm, p, y = ctx.saved_tensors
+        clips, heads, dim_head, scale = ctx.dims
+        k, bt, dim = h.shape
+        t, n = bt // clips, k * heads * clips
+        grad = grad.contiguous()
+        wout = out_weight.view(k, dim, heads, dim_head)
+        g_out_bias = grad.sum(dim=1)
+        g_out_weight = torch.empty_like(out_weight)
+        gy = torch.empty_like(y)  # [K, heads, B*T, d]
+        for m in range(k):
+            g = grad[m].expand(heads, bt, dim)
+            torch.bmm(g, wout[m].permute(1, 0, 2), out=gy[m])
+            g_out_weight[m].view(dim, heads, dim_head).copy_(torch.bmm(g.transpose(1, 2), y[m]).transpose(0, 1))
+        q, kk, v = (hm[i].view(n, t, dim_head) for i in range(3))
+        gy = gy.view(n, t, dim_head)
+        d = torch.empty_like(hm)
+        gp = torch.bmm(gy, v.transpose(1, 2))
+        torch.bmm(p.transpose(1, 2), gy, out=d[2].view(n, t, dim_head))
+        ds = torch._softmax_backward_data(gp, p, -1, p.dtype)
+        torch.baddbmm(d[0].view(n, t, dim_head), ds, kk, beta=0, alpha=scale, out=d[0].view(n, t, dim_head))
+        torch.baddbmm(d[1].view(n, t, dim_head), ds.transpose(1, 2), q, beta=0, alpha=scale,
+                      out=d[1].view(n, t, dim_head))
+        wqkv = qkv_weight.view(k, 3, heads, dim_head, dim)
+        g_qkv_weight = torch.empty_like(qkv_weight).view(k, 3, heads, dim_head, dim)
+        gh = torch.empty_like(h)
+        for m in range(k):
+            x = h[m].expand(heads, bt, dim)
+            acc = torch.bmm(d[0, m], wqkv[m, 0])  # [heads, bt, dim], summed over parts then heads
+            for part in range(3):
+                torch.bmm(d[part, m].transpose(1, 2), x, out=g_qkv_weight[m, part])
+                if part:
+                    acc.baddbmm_(d[part, m], wqkv[m, part])
+            torch.sum(acc, dim=0, out=gh[m])
+        return gh, g_qkv_weight.view_as(qkv_weight), g_out_weight, g_out_bias, None, None, None, None

@@ -16,6 +16,7 @@ from trainables.config import TrainConfig
 from trainables.data import SplitData
 from trainables.fit import Fitter
 from trainables.model import EvolutionTransformer, ModelConfig
+from trainables import packed_fit, packed_model
 from trainables.packed_fit import PackedAdam, PackedFitter, clip_members
 
 CFG = ModelConfig(dim=16, depth=2, heads=2, dim_head=8, mlp_dim=16, max_frames=12)
@@ -51,15 +52,25 @@ def _solo(seed, cfg, train, val, state=None, stop=None):
     return f, logs
 
 
-@pytest.mark.parametrize("class_weight", ["none", "balanced"])
-def test_members_equal_their_solo_trials(class_weight):
+@pytest.mark.parametrize("class_weight,chunk,chunk_tokens,attention", [
+    ("none", None, None, "hand"), ("balanced", None, None, "hand"), ("balanced", 2, None, "hand"),
+    ("none", None, 1, "hand"), ("balanced", None, None, "sdpa")])
+def test_members_equal_their_solo_trials(class_weight, chunk, chunk_tokens, attention, monkeypatch):
+    """``chunk``: members per forward/backward in training (None: ``default_chunk``, here
+    all 3 at once; 2: a chunk of two and one of one); ``chunk_tokens`` 1: the default
+    chunk is one member, in training and in validation; ``attention``: the packed forward's
+    hand-written attention (CPU's) or SDPA's (other devices')."""
     torch.set_num_threads(1)
+    if chunk_tokens:
+        monkeypatch.setattr(packed_fit, "CHUNK_TOKENS", chunk_tokens)
+    if attention == "sdpa":
+        monkeypatch.setattr(packed_model, "HAND_ATTENTION_DEVICES", ())
     cfg = TrainConfig(epochs=5, batch_size=8, lr=0.01, weight_decay=1e-3, grad_clip=0.5, class_weight=class_weight)
     seeds = [3, 7, 11]
     trains = [_split("train", n, 100 + i) for i, n in enumerate((37, 29, 40))]  # ragged: 5, 4 and 5 batches
     val = _split("validation", 30, 999)
     solos = [_solo(s, cfg, t, val) for s, t in zip(seeds, trains)]
-    pack = PackedFitter([_member(s) for s in seeds], cfg, seeds, 3, trains, [val] * 3)
+    pack = PackedFitter([_member(s) for s in seeds], cfg, seeds, 3, trains, [val] * 3, chunk=chunk)
     packed = list(pack.epochs())
     assert len(packed) == cfg.epochs
     for k, (fitter, logs) in enumerate(solos):
