@@ -84,16 +84,17 @@ class PackedAdam:
     def _step_some(self, active: torch.Tensor) -> None:
         """Only the active members step; the others keep parameters and moments."""
         b1, b2 = self.betas
-        bc1 = 1 - b1 ** self.steps
-        bc2_sqrt = (1 - b2 ** self.steps).sqrt()
-        step_size = torch.where(active, self.lr / bc1.clamp(min=1e-300), 0.0)
+        stepped = self.steps > 0  # a member that never stepped (no batch yet) keeps finite, unused scalars
+        bc1 = torch.where(stepped, 1 - b1 ** self.steps, 1.0)
+        bc2_sqrt = torch.where(stepped, (1 - b2 ** self.steps).sqrt(), 1.0)
+        step_size = torch.where(active, self.lr / bc1, 0.0)
         for p, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq):
             shape = (-1,) + (1,) * (p.dim() - 1)
             on = active.view(shape).to(p.device)
             g = p.grad if self.weight_decay == 0 else p.grad.add(p, alpha=self.weight_decay)
             m.copy_(torch.where(on, m.lerp(g, 1 - b1), m))
             v.copy_(torch.where(on, v * b2 + (1 - b2) * g * g, v))
-            denom = v.sqrt() / bc2_sqrt.clamp(min=1e-300).to(p.dtype).view(shape).to(p.device) + self.eps
+            denom = v.sqrt() / bc2_sqrt.to(p.dtype).view(shape).to(p.device) + self.eps
             p.sub_(step_size.to(p.dtype).view(shape).to(p.device) * m / denom)
 
     def member_state(self, k: int, template: dict) -> dict:

@@ -129,3 +129,34 @@ def test_packed_adam_and_clipping_match_torch_per_member():
     for k, p in enumerate(solo):
         torch.testing.assert_close(stacked[k].detach(), p.detach(), rtol=1e-5, atol=1e-6)
     assert packed.steps.tolist() == [4.0, 2.0, 4.0]
+
+
+def test_a_member_without_a_batch_yet_keeps_its_parameters():
+    """A member whose first step is skipped (no batch for it) stays as it was, finite; the
+    other member takes torch Adam's first step."""
+    p = torch.nn.Parameter(torch.randn(2, 3))
+    before = p.detach().clone()
+    p.grad = torch.ones(2, 3)
+    solo = torch.nn.Parameter(before[0].clone())
+    solo.grad = torch.ones(3)
+    torch.optim.Adam([solo], lr=0.1).step()
+    PackedAdam([p], lr=0.1).step(torch.tensor([True, False]))
+    assert torch.equal(p.detach()[1], before[1])
+    torch.testing.assert_close(p.detach()[0], solo.detach())
+
+
+def test_members_with_their_own_validation_sets_equal_their_solo_trials():
+    """The split and LOSO protocols draw each seed's validation subjects from its seed: each
+    member is validated (and its epoch chosen) on its own set, as its solo trial is."""
+    torch.set_num_threads(1)
+    cfg = TrainConfig(epochs=3, batch_size=8, lr=0.01, grad_clip=1.0)
+    seeds = [0, 1]
+    trains = [_split("train", 24, 40), _split("train", 30, 41)]
+    vals = [_split("validation", 20, 50), _split("validation", 13, 51)]
+    solos = [_solo(s, cfg, t, v) for s, t, v in zip(seeds, trains, vals)]
+    pack = PackedFitter([_member(s) for s in seeds], cfg, seeds, 3, trains, vals)
+    packed = list(pack.epochs())
+    for k, (fitter, logs) in enumerate(solos):
+        assert [m[k].val.uf1 for m in packed] == pytest.approx([x.val.uf1 for x in logs], abs=1e-9)
+        assert [m[k].val.n for m in packed] == [len(vals[k])] * cfg.epochs
+        assert pack.states[k].best_epoch == fitter.state.best_epoch
