@@ -34,6 +34,7 @@ import tempfile
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import ray
@@ -56,14 +57,43 @@ TINY = SyntheticSpec(seed=7, size=16, subjects={"train": 3, "test_A": 2, "test_B
                      duration_s=(0.2, 0.3), camera=128)
 
 
-def in_trials(log: Path) -> float:
-    """Seconds spent inside the trial functions (their own clock: start to end)."""
-    rows = [json.loads(line) for line in log.read_text().splitlines()]
-    return sum(r["end"] - r["start"] for r in rows)
+@dataclass
+class Sweep:
+    wall: float  # the sweep, start to end
+    inside: list[float]  # each trial function's own time, in the order they started
+    gaps: list[float]  # between one trial's end and the next one's start (one trial at a time)
+
+    @property
+    def n(self) -> int:
+        return len(self.inside)
+
+    @property
+    def per_trial(self) -> float:
+        return self.wall / self.n
+
+    @property
+    def steady_inside(self) -> float:
+        """A trial's own time once the worker is warm (the median, the first trial left out)."""
+        return statistics.median(self.inside[1:] or self.inside)
+
+    @property
+    def steady_gap(self) -> float:
+        return statistics.median(self.gaps) if self.gaps else 0.0
+
+    @property
+    def fixed(self) -> float:
+        """What the sweep costs beyond its trials at their steady cost: Ray Tune's and the
+        driver's start and end, worker start-up, imports and first-use costs."""
+        return self.wall - self.n * (self.steady_inside + self.steady_gap)
 
 
-def run_bare(exp: Experiment, plans, store: Path, storage: Path) -> tuple[float, float]:
-    """(sweep wall seconds, seconds inside the trials)."""
+def sweep(log: Path, wall: float) -> Sweep:
+    rows = sorted((json.loads(line) for line in log.read_text().splitlines()), key=lambda r: r["start"])
+    return Sweep(wall, [r["end"] - r["start"] for r in rows],
+                 [b["start"] - a["end"] for a, b in zip(rows, rows[1:])])
+
+
+def run_bare(exp: Experiment, plans, store: Path, storage: Path) -> Sweep:
     log = storage / f"bare-{uuid.uuid4().hex[:8]}.jsonl"
     storage.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
@@ -76,11 +106,11 @@ def run_bare(exp: Experiment, plans, store: Path, storage: Path) -> tuple[float,
     ).fit()
     wall = time.perf_counter() - t
     assert not grid.errors, grid.errors
-    return wall, in_trials(log)
+    return sweep(log, wall)
 
 
-def run_orch(exp: Experiment, plans, fingerprint: str, root: Path, profile: str) -> tuple[float, float]:
-    """(sweep wall seconds, seconds inside the trials) of ``run_sweep`` in a fresh workdir."""
+def run_orch(exp: Experiment, plans, fingerprint: str, root: Path, profile: str) -> Sweep:
+    """``run_sweep`` in a fresh workdir."""
     root.mkdir(parents=True)
     log = root / "trials.jsonl"
     prof = cProfile.Profile() if profile else None
@@ -94,7 +124,7 @@ def run_orch(exp: Experiment, plans, fingerprint: str, root: Path, profile: str)
         prof.dump_stats(os.path.join(profile, f"driver-{uuid.uuid4().hex[:6]}.prof"))
     wall = time.perf_counter() - t
     assert out.n_errored == 0 and out.n_trained == len(plans), out
-    return wall, in_trials(log)
+    return sweep(log, wall)
 
 
 def main() -> None:
@@ -123,32 +153,33 @@ def main() -> None:
         Path(args.profile).mkdir(parents=True, exist_ok=True)
     bench = str(Path(__file__).resolve().parent)  # the workers import bare_trial from here
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (bench, os.environ.get("PYTHONPATH", "")) if p)
-    ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
-    bare, orch = [], []  # per round: (seconds per trial, of which inside the trial function)
+    ray.init(address="local", num_cpus=args.cpus, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    bare, orch = [], []
     n = len(plans)
     with tempfile.TemporaryDirectory(dir=Workdir.resolve(args.workdir).root) as tmp:
         tmp = Path(tmp)
         run_bare(warm, plan(warm, store), store_path, tmp / "bare")
         run_orch(warm, plan(warm, store), store.fingerprint, tmp / "warm", "")
         for r in range(args.repeat):
-            wall, inside = run_bare(exp, plans, store_path, tmp / "bare")
-            bare.append((wall / n, inside / n))
-            wall, inside = run_orch(exp, plans, store.fingerprint, tmp / f"orch{r}", args.profile)
-            orch.append((wall / n, inside / n))
-            print(f"round {r + 1}: bare {bare[-1][0]:.2f} s/trial ({bare[-1][1]:.2f} inside), "
-                  f"orch {orch[-1][0]:.2f} s/trial ({orch[-1][1]:.2f} inside)", flush=True)
+            bare.append(run_bare(exp, plans, store_path, tmp / "bare"))
+            orch.append(run_orch(exp, plans, store.fingerprint, tmp / f"orch{r}", args.profile))
+            print(f"round {r + 1}: bare {bare[-1].per_trial:.2f} s/trial, orch {orch[-1].per_trial:.2f} s/trial",
+                  flush=True)
     ray.shutdown()
     print(f"\n{n} trials of {args.epochs} epochs ({args.benchmark} store, lengths {args.lengths}), "
-          f"{args.cpus} trial(s) at once, reuse_actors on, {args.repeat} round(s); 'inside': the trial "
-          f"function's own time, the rest is the sweep's (Ray Tune, the driver, worker start-up)")
-    print("\n| seconds per trial | bare Ray Tune trial | full orch trial | overhead per trial (orch - bare) |")
+          f"{args.cpus} trial(s) at once, reuse_actors on; median over {args.repeat} round(s) (best in brackets)")
+    print("\n| | bare Ray Tune trial | full orch trial | orch - bare |")
     print("|---|---|---|---|")
-    for what, f in (("best", min), ("median", statistics.median)):
-        b, o = f(x[0] for x in bare), f(x[0] for x in orch)
-        bi, oi = f(x[1] for x in bare), f(x[1] for x in orch)
-        print(f"| {what}: whole sweep / trials | {b:.3f} | {o:.3f} | **{o - b:+.3f}** |")
-        print(f"| {what}: inside the trial function | {bi:.3f} | {oi:.3f} | {oi - bi:+.3f} |")
-        print(f"| {what}: the rest (Tune, driver, start-up) | {b - bi:.3f} | {o - oi:.3f} | {(o - oi) - (b - bi):+.3f} |")
+    rows = (("whole sweep / trials (s per trial)", lambda s: s.per_trial),
+            ("a trial, warm worker: its function's own time (s)", lambda s: s.steady_inside),
+            ("between two trials: Ray Tune (s)", lambda s: s.steady_gap),
+            ("per trial at steady state: the two above (s)", lambda s: s.steady_inside + s.steady_gap),
+            ("the sweep's fixed cost: start-up, driver, first use (s per sweep)", lambda s: s.fixed))
+    for what, f in rows:
+        b = statistics.median(f(x) for x in bare)
+        o = statistics.median(f(x) for x in orch)
+        bb, ob = min(f(x) for x in bare), min(f(x) for x in orch)
+        print(f"| {what} | {b:.3f} ({bb:.3f}) | {o:.3f} ({ob:.3f}) | **{o - b:+.3f}** ({ob - bb:+.3f}) |")
 
 if __name__ == "__main__":
     main()
