@@ -51,6 +51,7 @@ from mlflow.exceptions import MlflowException
 
 from orchestrator.experiment import Experiment
 from orchestrator.protocols import TrialPlan
+from orchestrator.tracking_db import seed_sqlite
 from trainables.mlflow_filter import mlflow_quote
 from trainables.run_params import fit_params
 from trainables.tracking import (CODE_DIGEST_TAG, ERROR_TAG, OPEN_ID_TAG, RUN_KIND_TAG, SWEEP_PARENT_TAG,
@@ -106,7 +107,9 @@ def ensure_experiment(uri: str, name: str, artifact_root: Path, description: str
     (kind, description) either way; a deleted one is refused (``DeletedExperiment``).
 
     Done once in the driver, before any trial starts, so that trials never race to create
-    it (or to migrate a new SQLite database)."""
+    it (or to migrate a new SQLite database). A new SQLite database starts as a copy of
+    MLflow's empty one (``tracking_db``: seconds of migrations saved)."""
+    seed_sqlite(uri)
     client = MlflowClient(uri)
     backoff = Backoff()
     tags = {EXPERIMENT_KIND_TAG: EXPERIMENT_KIND, **({NOTE_TAG: description} if description else {})}

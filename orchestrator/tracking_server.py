@@ -203,6 +203,9 @@ def start(spec: ServerSpec) -> subprocess.Popen:
     """The mlflow server process (its own process group), not yet healthy."""
     check_port_free(spec.host, spec.port)
     spec.artifacts.mkdir(parents=True, exist_ok=True)
+    from orchestrator.tracking_db import seed_sqlite
+
+    seed_sqlite(spec.backend_store_uri)  # a new SQLite database: MLflow's empty one, copied (tracking_db)
     env = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
     # MLflow's job runner (GenAI scorer jobs; 7 more processes) is not used by orch
     env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")

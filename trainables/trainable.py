@@ -34,6 +34,7 @@ import ray
 import torch
 from mlflow.entities import RunTag
 from ray import tune
+from torch.utils.serialization import config as torch_save_config
 
 from storage.sampling import length_name, parse_length
 from storage.selection import LabelMap, Roles, label_map
@@ -252,7 +253,7 @@ def _train(trial: TrialConfig, roles: Roles, labels: LabelMap, classes: np.ndarr
         # last epoch: the checkpoint first, then the run is closed — a crash in between
         # resumes from this checkpoint and only closes the run (below)
         final, files = closing()
-        _report_with_checkpoint(report, fitter.state, run)
+        _report_with_checkpoint(report, fitter.state, run, final=True)
         run.finish(final, files, step=last)
     if not run.finished:  # resumed from the checkpoint of the last epoch
         final, files = closing()
@@ -310,12 +311,25 @@ def _restore(run: TrialRun | None = None) -> FitState | None:
         return FitState(**torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=True))
 
 
-def _report_with_checkpoint(report: dict, state: FitState, run: TrialRun) -> None:
+def checkpoint_content(state: FitState, final: bool = False) -> dict:
+    """What a checkpoint saves of ``state``. The last epoch's (``final``) only lets a trial
+    resumed from it close its run (``_test``: the selected parameters): the best epoch's
+    parameters and the counters, not the last epoch's weights nor Adam's state (3/4 of the
+    checkpoint: ~11 MB -> ~3 MB for the paper's model)."""
+    saved = {f.name: getattr(state, f.name) for f in dataclasses.fields(state)}
+    if final:
+        saved.update(model={}, optimizer={})
+    return saved
+
+
+def _report_with_checkpoint(report: dict, state: FitState, run: TrialRun, final: bool = False) -> None:
     # the run holds every epoch up to the checkpoint (a resumed trial's history stays
     # contiguous) — or, while the tracking store is unreachable, the checkpoint holds those it could not take
     written = run.flush()
     with tempfile.TemporaryDirectory() as d:
-        torch.save({f.name: getattr(state, f.name) for f in dataclasses.fields(state)}, Path(d) / STATE_FILE)
+        # no zip CRC-32 over the ~11 MB (torch's documented switch): 40 -> 24 ms a checkpoint
+        with torch_save_config.patch("save.compute_crc32", False):
+            torch.save(checkpoint_content(state, final), Path(d) / STATE_FILE)
         if not written:
             (Path(d) / PENDING_FILE).write_text(json.dumps(run.pending_records()))
         tune_report(report, checkpoint=tune.Checkpoint.from_directory(d))

@@ -73,6 +73,27 @@ def test_resuming_from_a_checkpoint_continues_exactly(tiny_store):
     assert a == b
 
 
+def test_the_last_epochs_checkpoint_holds_what_closing_the_run_needs(tiny_store):
+    """The checkpoint of the last epoch (without the last weights and Adam's state): a trial
+    resumed from it trains no epoch and tests the same selected parameters."""
+    from trainables.trainable import checkpoint_content
+
+    store = FrameStore(tiny_store)
+    full, _, test = _fit(store, seed=1, epochs=3)
+    sizes = {}
+    for final in (False, True):
+        buf = io.BytesIO()
+        torch.save(checkpoint_content(full.state, final=final), buf)
+        sizes[final] = buf.tell()
+    assert sizes[True] < 0.3 * sizes[False]
+    buf.seek(0)
+    resumed, logs, _ = _fit(store, seed=1, epochs=3, state=FitState(**torch.load(buf, weights_only=True)))
+    assert logs == [] and resumed.state.best_epoch == full.state.best_epoch
+    a = evaluate(resumed.selected_model(), test, 7)
+    b = evaluate(full.selected_model(), test, 7)
+    assert a.scores == b.scores and np.array_equal(a.predictions, b.predictions)
+
+
 def test_selected_epoch_is_the_best_validation_epoch(tiny_store):
     store = FrameStore(tiny_store)
     fitter, logs, _ = _fit(store, seed=0, epochs=6)
