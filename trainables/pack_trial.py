@@ -15,7 +15,6 @@ What Tune hears (validation only, like a solo trial): per epoch the members' mea
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import tempfile
 import traceback
@@ -32,8 +31,9 @@ from trainables.device import trial_device
 from trainables.fit import FitState
 from trainables.model import create_model
 from trainables.packed_fit import PackedFitter
-from trainables.trainable import (PENDING_FILE, STATE_FILE, OpenedTrial, _named, _test, open_store, open_trial,
-                                  opening_files, reused_report, trial_config, tune_report, validation_only)
+from trainables.trainable import (PENDING_FILE, STATE_FILE, OpenedTrial, _named, _test, checkpoint_content,
+                                  open_store, open_trial, opening_files, reused_report, torch_save_config, trial_config,
+                                  tune_report, validation_only)
 
 MEMBERS_FILE = "members.json"  # the checkpoint's member names, in its folder order
 
@@ -143,7 +143,7 @@ def _train(todo: list[OpenedTrial], store, labels, classes, config: dict, device
         # last epoch: the checkpoint first, then the runs are closed — a crash in between resumes
         # from this checkpoint and only closes the runs still open (below)
         results = closing()
-        _report_with_checkpoint(report, todo, fitter.states)
+        _report_with_checkpoint(report, todo, fitter.states, final=True)
         finish(results)
     if not all(o.run.finished for o in todo):  # resumed from the checkpoint of the last epoch
         results = closing()
@@ -191,16 +191,19 @@ def _restore(todo: list[OpenedTrial]) -> list[FitState | None]:
     return out
 
 
-def _report_with_checkpoint(report: dict, todo: list[OpenedTrial], states: list[FitState]) -> None:
+def _report_with_checkpoint(report: dict, todo: list[OpenedTrial], states: list[FitState],
+                            final: bool = False) -> None:
     """One checkpoint for the pack: a folder per member with its solo ``FitState`` (and the
-    metrics its run could not take during an outage), as ``trainable._report_with_checkpoint``."""
+    metrics its run could not take during an outage), as ``trainable._report_with_checkpoint``
+    (the last epoch's, ``final``: what closing the runs needs, ``trainable.checkpoint_content``)."""
     with tempfile.TemporaryDirectory() as d:
         (Path(d) / MEMBERS_FILE).write_text(json.dumps([o.name for o in todo]))
         for i, (o, state) in enumerate(zip(todo, states)):
             folder = Path(d) / str(i)
             folder.mkdir()
             written = o.run.flush()
-            torch.save({f.name: getattr(state, f.name) for f in dataclasses.fields(state)}, folder / STATE_FILE)
+            with torch_save_config.patch("save.compute_crc32", False):
+                torch.save(checkpoint_content(state, final), folder / STATE_FILE)
             if not written:
                 (folder / PENDING_FILE).write_text(json.dumps(o.run.pending_records()))
         tune_report(report, checkpoint=tune.Checkpoint.from_directory(d))
