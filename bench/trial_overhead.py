@@ -12,14 +12,18 @@ Tune function trial doing the same training, both through Tune, on one Ray insta
   metrics each epoch, the test set evaluated with the selected parameters — and nothing else.
 
 Both: ``reuse_actors=True``, the same resources per trial, the same trials (the ablation
-protocol's plans: ``--seeds`` x ``--lengths``). Each round runs bare, then orch; prints
-seconds per trial (sweep wall time / trials) for each, best and median over ``--repeat``
-rounds, and the overhead per trial = orch - bare. A warm-up round (2 trials each) first.
+protocol's plans: ``--seeds`` x ``--lengths``), on a Ray started here (``address="local"``,
+``--cpus`` CPUs: with 1, one trial at a time). A warm-up round (2 trials each) first; then
+each round runs bare, then orch. Each trial function logs its start and end, so the table
+gives, for both and their difference (median over ``--repeat`` rounds, best in brackets):
+the sweep's wall time per trial; a trial's own time on a warm worker (the median trial,
+the first left out); Ray Tune's time between two trials; and the sweep's fixed cost (wall
+time less the trials at their steady cost: start-up, driver, first use in a new process).
 
 Usage: .venv/bin/python bench/trial_overhead.py [--seeds 5] [--lengths 4,all] [--epochs 3]
        [--repeat 2] [--cpus 1] [--benchmark tiny|default] [--profile DIR]
-``--profile DIR``: cProfile of every orch trial (DIR/trial-*.prof) and of the orch driver
-(DIR/driver.prof), for ``python -m pstats``.
+``--profile DIR``: cProfile of every orch trial (DIR/trial-NAME-*.prof) and of the orch
+driver's ``run_sweep`` (DIR/driver-*.prof), for ``python -m pstats``.
 """
 
 from __future__ import annotations
@@ -30,8 +34,8 @@ import json
 import logging
 import os
 import statistics
-import tempfile
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
