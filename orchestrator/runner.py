@@ -100,7 +100,8 @@ def init_ray(address: str | None, workdir: Workdir | None) -> bool:
     # the setting we want, so its notice is not shown (real warnings still are)
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     kwargs = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
-    if address:
+    address = address or os.environ.get("RAY_ADDRESS") or None  # what Ray itself would read
+    if address and address != "local":
         ray.init(address=address, **kwargs)
         return True
     if workdir is None:
@@ -108,7 +109,9 @@ def init_ray(address: str | None, workdir: Workdir | None) -> bool:
     tmp = workdir.root / "ray"
     if len(str(tmp)) <= 40:  # Ray's socket paths must stay under the OS limit (~107 chars)
         kwargs["_temp_dir"] = str(tmp)
-    ray.init(**kwargs)
+    # "local": a Ray instance of this sweep's own. Without it ray.init() joins any Ray already
+    # running on the machine (another sweep's, whose end would take these trials with it)
+    ray.init(address="local", **kwargs)
     return True
 
 

@@ -30,7 +30,7 @@ def ray_session():
     import ray
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)  # never a stray instance
     yield ray
     ray.shutdown()
 
