@@ -20,20 +20,15 @@ import tempfile
 import traceback
 from pathlib import Path
 
-import ray
 import torch
 from ray import tune
 
-from storage.selection import label_map
-from trainables.code_version import code_version
 from trainables.data import load_split, frame_limit
-from trainables.device import trial_device
 from trainables.fit import FitState
 from trainables.model import create_model
 from trainables.packed_fit import PackedFitter
-from trainables.trainable import (PENDING_FILE, STATE_FILE, OpenedTrial, _named, _test, checkpoint_content,
-                                  open_store, open_trial, opening_files, reused_report, torch_save_config, trial_config,
-                                  tune_report, validation_only)
+from trainables.trainable import (OpenedTrial, _named, _test, open_trial, opening_files, read_state, reused_report,
+                                  trial_config, trial_setup, tune_report, validation_only, write_state)
 
 MEMBERS_FILE = "members.json"  # the checkpoint's member names, in its folder order
 
@@ -45,13 +40,8 @@ def pack_label(members: list[dict]) -> str:
 
 def train_pack(config: dict) -> None:
     members = config["plan"]["members"]
-    torch.set_num_threads(int(config.get("threads", 1)))
     first = trial_config(config, members[0])
-    store = open_store(first.data.store)
-    labels = label_map(first.data.label_map, store)
-    classes = labels.class_indices(store)
-    code = config.get("code") or code_version()
-    where = trial_device(ray.get_gpu_ids(), bool(config.get("allow_cpu_for_gpu_trials")))
+    store, labels, classes, code, where = trial_setup(config, members[0])
     tag = {"orch.pack": pack_label(members)}
     opened: list[OpenedTrial] = []
     try:
@@ -184,10 +174,7 @@ def _restore(todo: list[OpenedTrial]) -> list[FitState | None]:
                   flush=True)
             return [None] * len(todo)
         for o in todo:
-            folder = Path(d) / str(names.index(o.name))
-            if (folder / PENDING_FILE).exists():
-                o.run.restore_pending(json.loads((folder / PENDING_FILE).read_text()))
-            out.append(FitState(**torch.load(folder / STATE_FILE, map_location="cpu", weights_only=True)))
+            out.append(read_state(Path(d) / str(names.index(o.name)), o.run))
     return out
 
 
@@ -201,9 +188,5 @@ def _report_with_checkpoint(report: dict, todo: list[OpenedTrial], states: list[
         for i, (o, state) in enumerate(zip(todo, states)):
             folder = Path(d) / str(i)
             folder.mkdir()
-            written = o.run.flush()
-            with torch_save_config.patch("save.compute_crc32", False):
-                torch.save(checkpoint_content(state, final), folder / STATE_FILE)
-            if not written:
-                (folder / PENDING_FILE).write_text(json.dumps(o.run.pending_records()))
+            write_state(folder, state, o.run, final)
         tune_report(report, checkpoint=tune.Checkpoint.from_directory(d))

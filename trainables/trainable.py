@@ -176,6 +176,20 @@ def opening_files(o: OpenedTrial, config: dict, store: FrameStore, classes: np.n
             SAMPLES_ARTIFACT: json.dumps(o.roles.sample_ids(store, classes), indent=1)}
 
 
+def trial_setup(config: dict, plan: dict):
+    """What a trial (or a pack, from its first member) needs before its runs open: its torch
+    threads, the store (once per process), the label map and class of every clip, the
+    driver's code version, and the device Ray assigned (it sets CUDA_VISIBLE_DEVICES) — or a
+    clear error before any run is opened."""
+    torch.set_num_threads(int(config.get("threads", 1)))
+    trial = trial_config(config, plan)
+    store = open_store(trial.data.store)
+    labels = label_map(trial.data.label_map, store)
+    code = config.get("code") or code_version()  # the driver's (computed once there); standalone: this process's
+    where = trial_device(ray.get_gpu_ids(), bool(config.get("allow_cpu_for_gpu_trials")))
+    return store, labels, labels.class_indices(store), code, where
+
+
 def train_trial(config: dict) -> None:
     """One trial — or, when its plan has ``members`` (``--pack-seeds``), a pack of seeds
     trained as one model (``trainables.pack_trial``)."""
@@ -183,14 +197,8 @@ def train_trial(config: dict) -> None:
         from trainables.pack_trial import train_pack
 
         return train_pack(config)
-    torch.set_num_threads(int(config.get("threads", 1)))
     plan = config["plan"]
-    store = open_store(trial_config(config).data.store)
-    labels = label_map(trial_config(config).data.label_map, store)
-    classes = labels.class_indices(store)
-    code = config.get("code") or code_version()
-    # the GPU Ray assigned (it sets CUDA_VISIBLE_DEVICES), or a clear error before any run is opened
-    where = trial_device(ray.get_gpu_ids(), bool(config.get("allow_cpu_for_gpu_trials")))
+    store, labels, classes, code, where = trial_setup(config, plan)
     opened = open_trial(config, plan, store, labels, classes, where)
     trial, roles, run = opened.trial, opened.roles, opened.run
     if run.finished:  # same identity, same config (and code, unless asked otherwise): its metrics
@@ -306,9 +314,15 @@ def _restore(run: TrialRun | None = None) -> FitState | None:
     if ckpt is None:
         return None
     with ckpt.as_directory() as d:
-        if run is not None and (Path(d) / PENDING_FILE).exists():  # taken during a tracking outage
-            run.restore_pending(json.loads((Path(d) / PENDING_FILE).read_text()))
-        return FitState(**torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=True))
+        return read_state(Path(d), run)
+
+
+def read_state(folder: Path, run: TrialRun | None = None) -> FitState:
+    """A checkpoint folder's ``FitState``; the metrics its run had not taken yet (taken
+    during a tracking outage) go back to ``run``."""
+    if run is not None and (folder / PENDING_FILE).exists():
+        run.restore_pending(json.loads((folder / PENDING_FILE).read_text()))
+    return FitState(**torch.load(folder / STATE_FILE, map_location="cpu", weights_only=True))
 
 
 def checkpoint_content(state: FitState, final: bool = False) -> dict:
@@ -323,13 +337,18 @@ def checkpoint_content(state: FitState, final: bool = False) -> dict:
 
 
 def _report_with_checkpoint(report: dict, state: FitState, run: TrialRun, final: bool = False) -> None:
-    # the run holds every epoch up to the checkpoint (a resumed trial's history stays
-    # contiguous) — or, while the tracking store is unreachable, the checkpoint holds those it could not take
-    written = run.flush()
     with tempfile.TemporaryDirectory() as d:
-        # no zip CRC-32 over the ~11 MB (torch's documented switch): 40 -> 24 ms a checkpoint
-        with torch_save_config.patch("save.compute_crc32", False):
-            torch.save(checkpoint_content(state, final), Path(d) / STATE_FILE)
-        if not written:
-            (Path(d) / PENDING_FILE).write_text(json.dumps(run.pending_records()))
+        write_state(Path(d), state, run, final)
         tune_report(report, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+def write_state(folder: Path, state: FitState, run: TrialRun, final: bool = False) -> None:
+    """``state`` into a checkpoint folder. The run holds every epoch up to the checkpoint (a
+    resumed trial's history stays contiguous), or, while the tracking store is unreachable,
+    the folder holds those it could not take."""
+    written = run.flush()
+    # no zip CRC-32 over the ~11 MB (torch's documented switch): 40 -> 24 ms a checkpoint
+    with torch_save_config.patch("save.compute_crc32", False):
+        torch.save(checkpoint_content(state, final), folder / STATE_FILE)
+    if not written:
+        (folder / PENDING_FILE).write_text(json.dumps(run.pending_records()))
