@@ -180,13 +180,16 @@ def print_plan(console: Console, exp: Experiment, fs: FrameStore | None, plans: 
              else "local Ray")
     n_tune = n_trials
     if plans is not None and exp.search is None:
-        size = pack_size(exp, plans, nodes)
-        if size > 1:
-            packs = seed_packs.pack(plans, size, lambda p: packable(exp, p))
+        packs = packs_of(exp, plans, fs, nodes)
+        if len(packs) < len(plans):
             n_tune = len(packs)
+            sizes = sorted({len(g) for g in packs})
+            sizes = str(sizes[0]) if len(sizes) == 1 else f"{sizes[0]}-{sizes[-1]}"
             console.print(f"packed seeds (--pack-seeds {r.pack_seeds}): {len(plans)} trials in {n_tune} Ray Tune "
-                          f"trials of up to {size} seeds, each pack trained as one model; every seed keeps its own "
-                          f"MLflow run:")
+                          f"trials of {sizes} seeds, each pack trained "
+                          f"as one model; every seed keeps its own MLflow run"
+                          + (" (auto: sized by each trial's tokens, costliest first)" if r.pack_seeds == seed_packs.AUTO
+                             else "") + ":")
             console.print(Columns([f"{seed_packs.pack_name(g)} ({len(g)})" for g in packs], equal=True))
     console.print(f"each {'Tune trial' if n_tune != n_trials else 'trial'} needs {need} (torch threads: "
                   f"{r.threads}); {where}:")
@@ -208,24 +211,31 @@ def nodes_of(address: str | None) -> list[packing.Node]:
             ray.shutdown()
 
 
-def pack_size(exp: Experiment, plans: list[TrialPlan], nodes: list[packing.Node] | None = None,
-              address: str | None = None) -> int:
-    """How many seeds a Tune trial trains (``resources.pack_seeds``): ``auto`` from the
-    plans and the worker slots of ``nodes`` (``seed_packs.auto_size``; 1 with dropout)."""
+def packs_of(exp: Experiment, plans: list[TrialPlan], fs: FrameStore, nodes: list[packing.Node] | None = None,
+             address: str | None = None) -> list[list[TrialPlan]]:
+    """The Tune trials' plans (``resources.pack_seeds``): one each (1); packs of K seeds;
+    ``auto``: packs sized by each trial's cost for the worker slots of ``nodes``
+    (``seed_packs.balanced``). Dropout: refused for K, solo for ``auto``."""
     setting = exp.resources.pack_seeds
     if setting == 1:
-        return 1
+        return seed_packs.pack(plans, 1)
     if exp.trial.model.dropout:
         if setting == seed_packs.AUTO:
-            return 1
+            return seed_packs.pack(plans, 1)
         raise CommandError(f"--pack-seeds {setting}: model.dropout is {exp.trial.model.dropout}; packed seeds need "
                            f"dropout 0 (each member's dropout masks would have to follow its solo random stream)")
+    if setting != seed_packs.AUTO:
+        return seed_packs.pack(plans, int(setting), lambda p: packable(exp, p))
     r = exp.resources
-    if setting == seed_packs.AUTO:
-        nodes = nodes if nodes is not None else nodes_of(address)
-        slots = sum(packing.trials_at_once(n, r.cpus_per_trial, r.gpus_per_trial) for n in nodes)
-        return seed_packs.auto_size([p for p in plans if packable(exp, p)], slots)
-    return int(setting)
+    nodes = nodes if nodes is not None else nodes_of(address)
+    slots = sum(packing.trials_at_once(n, r.cpus_per_trial, r.gpus_per_trial) for n in nodes)
+    classes = label_map(exp.trial.data.label_map, fs).class_indices(fs)
+
+    def seconds(plan: TrialPlan) -> float:
+        epochs = TrialConfig.from_dict(plan.trial).train.epochs if plan.trial else exp.trial.train.epochs
+        return seed_packs.trial_seconds(plan, fs, classes, epochs)
+
+    return seed_packs.balanced(plans, slots, seconds, lambda p: packable(exp, p))
 
 
 def packable(exp: Experiment, plan: TrialPlan) -> bool:
@@ -239,10 +249,10 @@ def sweep(exp: Experiment, plans: list[TrialPlan], fs: FrameStore, wd: Workdir, 
           address: str | None, show_progress: bool, search: Search | None = None,
           reuse_across_versions: bool = False) -> SweepOutcome:
     try:
-        size = 1 if search is not None else pack_size(exp, plans, address=address)
+        packs = None if search is not None else packs_of(exp, plans, fs, address=address)
         return run_sweep(exp, plans, fs.fingerprint, wd, address=address, console=console,
                          show_progress=show_progress, search=search, reuse_across_versions=reuse_across_versions,
-                         pack_size=size, packable=lambda p: packable(exp, p))
+                         packs=packs)
     except (ResourceError, StorageError, RestoreError, DeletedExperiment) as e:
         raise CommandError(str(e)) from None
 

@@ -141,8 +141,8 @@ class Search:
 def run_sweep(exp: Experiment, plans: list[TrialPlan], store_fingerprint: str, workdir: Workdir,
               address: str | None = None, console: Console | None = None, show_progress: bool = True,
               trainable=train_trial, search: Search | None = None,
-              reuse_across_versions: bool = False, command: str | None = None, pack_size: int = 1,
-              packable=lambda plan: True) -> SweepOutcome:
+              reuse_across_versions: bool = False, command: str | None = None,
+              packs: list[list[TrialPlan]] | None = None) -> SweepOutcome:
     """Every plan as one Ray Tune experiment (with ``search``: the one plan, ``samples``
     configurations drawn from the space, ASHA on a validation metric).
 
@@ -154,10 +154,10 @@ def run_sweep(exp: Experiment, plans: list[TrialPlan], store_fingerprint: str, w
     opened before any trial starts and closed when the sweep ends, however it ends; every
     trial's run is its child. ``command``: the command line it records (``sys.argv``).
 
-    ``pack_size`` > 1: plans that differ only in their seed run that many to a Tune trial,
-    as one model (``orchestrator.seed_packs``, ``trainables.pack_trial``); each seed keeps
-    its own run; plans not ``packable`` (dropout) run solo. A search never packs (each of
-    its trials is its own configuration)."""
+    ``packs``: the plans as Tune trials, in the order Tune starts them (default: one each);
+    a pack of several plans (seeds that differ in nothing else: ``orchestrator.seed_packs``)
+    trains as one model (``trainables.pack_trial``) and each seed keeps its own run. A
+    search never packs (each of its trials is its own configuration)."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # one checkpoint kept per trial forces an experiment snapshot per checkpoint; that is
     # intended here (small checkpoints, few trials per node), so Tune need not warn about it
@@ -185,13 +185,16 @@ def run_sweep(exp: Experiment, plans: list[TrialPlan], store_fingerprint: str, w
                                     max_t=search.epochs, grace_period=search.grace_period,
                                     reduction_factor=search.reduction_factor))
         n_trials = search.samples * grid_size(search.space)
-    if search is not None and pack_size > 1:
-        raise ValueError("pack_size: a search's trials are each their own configuration; they do not pack")
-    grid_plans = [seed_packs.pack_dict(g) if len(g) > 1 else g[0].to_dict()
-                  for g in seed_packs.pack(plans, pack_size, packable)]
+    packs = packs if packs is not None else seed_packs.pack(plans, 1)
+    if search is not None and len(packs) < len(plans):
+        raise ValueError("packs: a search's trials are each their own configuration; they do not pack")
+    if sorted(p.name for g in packs for p in g) != sorted(p.name for p in plans):
+        raise ValueError("packs: every plan exactly once")
+    grid_plans = [seed_packs.pack_dict(g) if len(g) > 1 else g[0].to_dict() for g in packs]
     if console is not None and len(grid_plans) < len(plans):
-        console.print(f"packed seeds: {len(plans)} trials in {len(grid_plans)} Ray Tune trials of up to {pack_size} "
-                      f"seeds, each pack trained as one model (every seed keeps its own MLflow run)")
+        console.print(f"packed seeds: {len(plans)} trials in {len(grid_plans)} Ray Tune trials of up to "
+                      f"{max(map(len, packs))} seeds, each pack trained as one model (every seed keeps its own "
+                      f"MLflow run)")
     param_space = {
         "plan": tune.grid_search(grid_plans),
         "trial": trial_space,

@@ -4,18 +4,29 @@ Tune trial, trained as one model (``trainables.pack_trial``).
 Trials pack together when everything but the seed is equal: the length, the fold and the
 trial's own config (a nested search's choice per fold). The split and LOSO protocols draw
 each seed's validation subjects from the seed; those members keep their own data in the
-pack. ``auto`` picks the size from the trials and the worker slots (``auto_size``).
+pack. ``auto`` sizes the packs from the trials' costs and the worker slots (``balanced``).
 """
 
 from __future__ import annotations
 
+import heapq
 import json
 import math
+from collections.abc import Callable
+
+import numpy as np
 
 from orchestrator.protocols import TrialPlan
+from storage.sampling import parse_length
 
 AUTO = "auto"
 AUTO_MAX = 10  # the largest pack ``auto`` makes (docs/PERFORMANCE.md: throughput per member levels off)
+# ``auto``'s estimates (docs/PERFORMANCE.md): one CPU thread trains the paper's model at about
+# 7,800 tokens a second (benchmark 1: 32 clips x 32 tokens in 131 ms), and a Tune trial costs
+# about 2.3 s besides its training (benchmark 5: the default ablation's 150 solo trials against
+# its 30 packs, 912 s against 774 s on 2 slots)
+TOKENS_PER_S = 7_800.0
+TRIAL_OVERHEAD_S = 2.3
 
 
 def groups(plans: list[TrialPlan]) -> list[list[TrialPlan]]:
@@ -27,20 +38,91 @@ def groups(plans: list[TrialPlan]) -> list[list[TrialPlan]]:
     return list(out.values())
 
 
-def auto_size(plans: list[TrialPlan], slots: int, largest: int = AUTO_MAX) -> int:
-    """The pack size that keeps every worker slot busy in every round with the largest packs:
-    of the sizes 1..``largest``, the one with the fewest rounds x size (rounds: packs over
-    ``slots`` trials at once), the larger on a tie. 1 when no two trials can share a pack."""
+def balanced(plans: list[TrialPlan], slots: int, seconds: Callable[[TrialPlan], float],
+             packable: Callable[[TrialPlan], bool] = lambda plan: True, largest: int = AUTO_MAX,
+             overhead_s: float = TRIAL_OVERHEAD_S) -> list[list[TrialPlan]]:
+    """``--pack-seeds auto``: each group's seeds in near-equal packs of at most ``largest``,
+    sized so that the ``slots`` workers finish the sweep soonest, costliest pack first.
+
+    A pack is estimated to take its members' ``seconds`` (``trial_seconds``) plus
+    ``overhead_s``, what every Tune trial costs beyond its training. Tune starts the packs
+    in the order returned, each on the first slot free, and the sweep's length is estimated
+    by that schedule. Packs are sized by one target for every group, so a group of cheap
+    trials (a short N) gets larger packs than a group of costly ones; of the targets tried,
+    the shortest estimate wins, the fewer packs on a tie. Groups not ``packable``
+    (dropout), and everything when there is no slot yet (an autoscaler's), run solo."""
     gs = groups(plans)
-    if not gs or max(len(g) for g in gs) < 2 or slots < 1:  # no slot yet (an autoscaler's): no packing
-        return 1
-    best, cost = 1, math.inf
-    for k in range(1, min(largest, max(len(g) for g in gs)) + 1):
-        packs = sum(math.ceil(len(g) / k) for g in gs)
-        c = math.ceil(packs / slots) * k
-        if c <= cost:
-            best, cost = k, c
-    return best
+    cost = {id(p): float(seconds(p)) for p in plans}
+    free = [g for g in gs if packable(g[0])] if slots >= 1 else []
+    solo = [[p] for g in gs if not packable(g[0]) or slots < 1 for p in g]
+    if not free or max(len(g) for g in free) < 2:
+        return pack(plans, 1)
+
+    solo_s = [cost[id(g[0])] + overhead_s for g in solo]
+    parts: dict[tuple[int, int], list[float]] = {}
+
+    def length(counts: tuple[int, ...]) -> tuple[float, int]:
+        """The estimated sweep length and the number of packs, for ``counts`` packs per group."""
+        times = list(solo_s)
+        for i, n in enumerate(counts):
+            if (i, n) not in parts:
+                parts[i, n] = [sum(cost[id(p)] for p in part) + overhead_s for part in _split(free[i], n)]
+            times += parts[i, n]
+        return _schedule_length(sorted(times, reverse=True), slots), len(times)
+
+    # start from the best of one target cost per pack for every group, then move one group's
+    # pack count by one while that shortens the estimate (or keeps it with fewer packs)
+    fewest = [math.ceil(len(g) / largest) for g in free]
+    totals = [sum(cost[id(p)] for p in g) for g in free]
+    tried: dict[tuple[int, ...], tuple[float, int]] = {}
+    for target in sorted({t / n for g, t in zip(free, totals) for n in range(1, len(g) + 1)}, reverse=True):
+        counts = tuple(min(len(g), max(lo, math.ceil(t / target - 1e-9))) for g, t, lo in zip(free, totals, fewest))
+        if counts not in tried:
+            tried[counts] = length(counts)
+    counts = min(tried, key=tried.__getitem__)
+    improved = True
+    while improved:
+        improved = False
+        for i, g in enumerate(free):
+            for step in (1, -1):
+                c = counts[:i] + (counts[i] + step,) + counts[i + 1:]
+                if fewest[i] <= c[i] <= len(g):
+                    if c not in tried:
+                        tried[c] = length(c)
+                    if tried[c] < tried[counts]:
+                        counts, improved = c, True
+    packs = solo + [part for g, n in zip(free, counts) for part in _split(g, n)]
+    return sorted(packs, key=lambda g: -(sum(cost[id(p)] for p in g) + overhead_s))  # stable among equals
+
+
+def trial_seconds(plan: TrialPlan, store, classes: np.ndarray, epochs: int) -> float:
+    """A rough time for one trial of ``plan`` on one CPU thread, for ``balanced``: the
+    tokens it trains on (a clip's frames at the plan's length + 1 per clip, over its train
+    clips, and a third of that for its validation clips: forward only) over
+    ``TOKENS_PER_S``. Only the ratios between trials and to ``TRIAL_OVERHEAD_S`` matter."""
+    frames = store.column("frame_count")
+    n = parse_length(plan.length)
+
+    def tokens(selection) -> float:
+        rows = selection.rows(store, classes)
+        return float((frames[rows] + 1).sum() if n is None else len(rows) * (n + 1))
+
+    return epochs * (tokens(plan.roles.train) + tokens(plan.roles.validation) / 3) / TOKENS_PER_S
+
+
+def _split(group: list[TrialPlan], n: int) -> list[list[TrialPlan]]:
+    """``group`` in ``n`` consecutive runs whose sizes differ by at most one."""
+    q, r = divmod(len(group), n)
+    cuts = [i * q + min(i, r) for i in range(n + 1)]
+    return [group[cuts[i]: cuts[i + 1]] for i in range(n)]
+
+
+def _schedule_length(costs: list[float], slots: int) -> float:
+    """When the last of ``costs`` ends if each starts, in order, on the first slot free."""
+    free = [0.0] * slots
+    for c in costs:
+        heapq.heapreplace(free, free[0] + c)
+    return max(free)
 
 
 def pack(plans: list[TrialPlan], size: int, packable=lambda plan: True) -> list[list[TrialPlan]]:

@@ -40,7 +40,7 @@ def test_dry_run_shows_the_packs_of_seeds(tiny_store, tmp_path):
                                  str(tiny_store), "--workdir", str(wd), "--pack-seeds", "2"])
     assert r.exit_code == 0, r.output
     said = " ".join(r.output.split())
-    assert "6 trials in 4 Ray Tune trials of up to 2 seeds" in said
+    assert "6 trials in 4 Ray Tune trials of 1-2 seeds" in said
     for pack in ("seed0-1-N4 (2)", "seed2-N4 (1)", "seed0-1-Nall (2)", "seed2-Nall (1)"):
         assert pack in said
     assert "each Tune trial needs 1 CPU" in said and "of 4 trials" in said
@@ -55,23 +55,28 @@ def test_bad_pack_sizes_are_refused_with_the_option_named(tiny_store, tmp_path):
 
 
 def test_auto_packs_for_this_machine_and_dropout_is_refused(tiny_store, tmp_path):
-    from orchestrator import seed_packs
-    from orchestrator.protocols import TrialPlan
-    from storage.selection import Roles, Selection
+    from orchestrator import execute, seed_packs
+    from orchestrator.experiment import Experiment
+    from orchestrator.protocols import plan
+    from storage.store import FrameStore
 
     wd = tmp_path / "work"
     base = ["ablation", "--dry-run", "--seeds", "3", "--lengths", "4,all", "--store", str(tiny_store),
             "--workdir", str(wd)]
+    r = CliRunner().invoke(app, [*base, "--pack-seeds", "auto", "--save-yaml", str(tmp_path / "auto.yaml")])
+    assert r.exit_code == 0, r.output
     r = CliRunner().invoke(app, [*base, "--pack-seeds", "auto"])
     assert r.exit_code == 0, r.output
-    roles = Roles(Selection(("train",)), Selection(("test_A",)), {})
-    plans = [TrialPlan(f"seed{s}-N{n}", s, n, "", roles) for n in ("4", "all") for s in range(3)]
-    k = seed_packs.auto_size(plans, os.cpu_count() or 1)  # local Ray: one slot per CPU
+    exp, fs = Experiment.from_yaml(tmp_path / "auto.yaml"), FrameStore(tiny_store)
+    packs = execute.packs_of(exp, plan(exp, fs), fs, execute.nodes_of(None))  # local Ray: a slot per CPU
     said = " ".join(r.output.split())
-    if k > 1:
-        assert f"in {len(seed_packs.pack(plans, k))} Ray Tune trials of up to {k} seeds" in said, said
+    if len(packs) < 6:
+        assert f"6 trials in {len(packs)} Ray Tune trials" in said and "(auto: sized by each trial's tokens" in said
+        assert all(f"{seed_packs.pack_name(g)} ({len(g)})" in said for g in packs), said
     else:
         assert "packed seeds" not in said, said
+    if (os.cpu_count() or 1) <= 2:  # tiny trials: a Tune trial's overhead outweighs them, so one pack per N
+        assert sorted(len(g) for g in packs) == [3, 3], [seed_packs.pack_name(g) for g in packs]
 
     yaml_path = tmp_path / "dropout.yaml"
     r = CliRunner().invoke(app, [*base, "--pack-seeds", "2", "--save-yaml", str(yaml_path)])

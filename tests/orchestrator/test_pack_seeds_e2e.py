@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from orchestrator import seed_packs
 from orchestrator.experiment import Experiment, Resources
 from orchestrator.protocols import plan
 from orchestrator.runner import run_sweep
@@ -87,7 +88,8 @@ def test_packed_members_equal_their_solo_trials_through_a_retry(tiny_store, ray_
         trial=TrialConfig(train=TrainConfig(epochs=4)), resources=Resources(pack_seeds=3),
     ).with_store(str(tiny_store))
     trained = tmp_path / "trained-epochs"
-    out = run_sweep(packed, plan(packed, fs), fs.fingerprint, wd, show_progress=False, pack_size=3,
+    out = run_sweep(packed, plan(packed, fs), fs.fingerprint, wd, show_progress=False,
+                    packs=seed_packs.pack(plan(packed, fs), 3),
                     trainable=_flaky_pack(str(tmp_path / "failed-once"), str(trained)))
     assert (tmp_path / "failed-once").exists() and out.n_errored == 0 and out.n_trials == 3
     # one Tune trial for the three seeds; the retry restored the pack's checkpoint of epoch 2 and
@@ -120,6 +122,6 @@ def test_packed_members_equal_their_solo_trials_through_a_retry(tiny_store, ray_
 
     # the identity is per seed: the packed sweep on the solo experiment reuses every seed's run
     again = run_sweep(dataclasses.replace(solo, resources=Resources(pack_seeds=3)), plan(solo, fs), fs.fingerprint,
-                      wd, show_progress=False, pack_size=3)
+                      wd, show_progress=False, packs=seed_packs.pack(plan(solo, fs), 3))
     assert (again.n_trials, again.n_reused, again.n_errored) == (3, 3, 0)
     assert {r.info.run_id for r in _by_seed(client, "solo").values()} == {r.info.run_id for r in alone.values()}

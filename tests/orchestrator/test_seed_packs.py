@@ -34,13 +34,67 @@ def test_pack_names_say_the_seeds():
     assert d["name"] == "seed0-1-N4" and [m["seed"] for m in d["members"]] == [0, 1] and d["length"] == "4"
 
 
-def test_auto_fills_every_slot_with_the_largest_packs():
+COST = {"4": 5.0, "8": 9.0, "12": 13.0, "16": 17.0, "all": 40.0}  # tokens per clip: N + 1, "all" longer
+
+
+def _names(packs):
+    return [seed_packs.pack_name(g) for g in packs]
+
+
+def test_auto_with_equal_costs_fills_every_slot_with_the_fewest_packs():
     ablation = _plans(range(30), ("4", "8", "12", "16", "all"))  # the default: 5 groups of 30 seeds
-    # 2 slots: 30 packs of 5 run in 15 full rounds (75 seed-rounds); packs of 10 need 8 rounds,
-    # the last with one slot idle (80)
-    assert seed_packs.auto_size(ablation, slots=2) == 5
-    assert seed_packs.auto_size(ablation, slots=2, largest=15) == 15  # 10 packs of 15: 5 full rounds
-    assert seed_packs.auto_size(ablation, slots=10) == 5  # 30 packs of 5: 3 full rounds
-    assert seed_packs.auto_size(_plans((0,), ("4", "all")), slots=2) == 1  # nothing to pack
-    assert seed_packs.auto_size(_plans(range(3)), slots=4) == 1  # a free slot for every seed: no packing
-    assert seed_packs.auto_size(_plans(range(3)), slots=1) == 3
+    packs = seed_packs.balanced(ablation, 2, lambda p: 1.0, overhead_s=0.1)
+    # 20 packs of 7 or 8 seeds end both slots together, at 75 trials' time (packs of 10: one slot
+    # trains 80 while the other idles at the end; packs of 5: 30 Tune trials for the same 75)
+    assert len(packs) == 20 and {len(g) for g in packs} == {7, 8}
+    assert sorted(p.name for g in packs for p in g) == sorted(p.name for p in ablation)  # each once
+    assert all(len({(p.length, p.fold) for p in g}) == 1 for g in packs)
+    one = seed_packs.balanced(ablation, 1, lambda p: 1.0, overhead_s=0.1)
+    assert len(one) == 15 and {len(g) for g in one} == {seed_packs.AUTO_MAX}  # one slot: the largest packs
+    assert {len(g) for g in seed_packs.balanced(ablation, 1, lambda p: 1.0, largest=15, overhead_s=0.1)} == {15}
+    assert len(seed_packs.balanced(ablation, 150, lambda p: 1.0, overhead_s=0.1)) == 150  # a slot per trial
+
+
+def test_auto_packs_costly_trials_finer_than_cheap_ones():
+    # the DFME-size case that one pack per N lost (docs/PERFORMANCE.md): the N = 16 pack took
+    # 68 while the N = 4 pack's slot idled after 20
+    plans = _plans(range(4), ("4", "16"))
+    packs = seed_packs.balanced(plans, 2, lambda p: COST[p.length], overhead_s=1.0)
+    assert _names(packs) == ["seed0-1-N16", "seed2-3-N16", "seed0-1-N4", "seed2-3-N4"]  # 44 + 2 on each slot
+    # when a Tune trial costs much more than training, one pack per N is still the answer
+    assert _names(seed_packs.balanced(plans, 2, lambda p: COST[p.length], overhead_s=50.0)) == [
+        "seed0-3-N16", "seed0-3-N4"]
+
+    ablation = _plans(range(30), ("4", "8", "12", "16", "all"))
+    packs = seed_packs.balanced(ablation, 2, lambda p: COST[p.length], overhead_s=2.0)
+    biggest = {n: max(len(g) for g in packs if g[0].length == n) for n in COST}
+    assert biggest["all"] < biggest["16"] and biggest["4"] == seed_packs.AUTO_MAX
+    times = [sum(COST[p.length] for p in g) + 2.0 for g in packs]
+    assert times == sorted(times, reverse=True)  # the costliest first: Tune starts them in this order
+    assert seed_packs._schedule_length(times, 2) <= 1.01 * sum(times) / 2  # both slots end together
+
+
+def test_auto_leaves_solo_what_cannot_pack():
+    plans = _plans(range(3), ("4", "all"))
+    dropout = seed_packs.balanced(plans, 1, lambda p: 1.0, packable=lambda p: p.length == "4", overhead_s=0.1)
+    assert sorted(_names(dropout)) == sorted(["seed0-2-N4", "seed0-Nall", "seed1-Nall", "seed2-Nall"])
+    solo = [[p.name] for p in plans]
+    assert [[p.name for p in g] for g in seed_packs.balanced(plans, 0, lambda p: 1.0)] == solo  # no slot yet
+    assert [[p.name for p in g] for g in seed_packs.balanced(_plans((0,), ("4", "all")), 2, lambda p: 1.0)] == [
+        ["seed0-N4"], ["seed0-Nall"]]  # one seed per group: nothing to pack
+
+
+def test_trial_seconds_count_each_train_clip_s_tokens(tiny_store):
+    from storage.selection import label_map
+    from storage.store import FrameStore
+
+    fs = FrameStore(tiny_store)
+    classes = label_map("store", fs).class_indices(fs)
+    plan = {n: _plans((0,), (n,))[0] for n in ("4", "16", "all")}
+    s = {n: seed_packs.trial_seconds(p, fs, classes, epochs=2) for n, p in plan.items()}
+    assert s["16"] / s["4"] == pytest.approx(17 / 5)  # N + 1 tokens a clip
+    assert seed_packs.trial_seconds(plan["4"], fs, classes, epochs=4) == pytest.approx(2 * s["4"])
+    frames = fs.column("frame_count")
+    train, val = (r.rows(fs, classes) for r in (ROLES.train, ROLES.validation))
+    tokens = (frames[train] + 1).sum() + (frames[val] + 1).sum() / 3  # validation: forward only
+    assert s["all"] == pytest.approx(2 * tokens / seed_packs.TOKENS_PER_S)
