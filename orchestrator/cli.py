@@ -34,8 +34,9 @@ TOKEN = typer.Option(DataConfig.token, help="Per-frame token: flow_roi (optical 
 CPUS = typer.Option(1.0, help="CPUs per trial (also its torch threads).")
 GPUS = typer.Option(0.0, help="GPUs per trial; a fraction packs trials onto one GPU (0.25: four per GPU).")
 PACK_SEEDS = typer.Option("1", "--pack-seeds", help="Seeds trained as one model per Ray Tune trial: 1 (each seed "
-                          "its own trial), K, or auto (from the trials and the worker slots). Each seed keeps its own "
-                          "MLflow run; its metrics equal its solo trial's to float tolerance (docs/PERFORMANCE.md).")
+                          "its own trial), K, or auto (packs sized by each trial's cost so that the worker slots "
+                          "finish together). Each seed keeps its own MLflow run; its metrics equal its solo trial's "
+                          "to float tolerance (docs/PERFORMANCE.md).")
 ALLOW_CPU = typer.Option(False, "--allow-cpu-for-gpu-trials", help="A trial given a GPU trains on the CPU when "
                          "torch has no CUDA (default: it refuses to start). For logical GPUs in tests.")
 ADDRESS = typer.Option(None, help="Ray cluster address ('auto' or host:port); default: local Ray.")
