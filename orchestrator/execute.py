@@ -232,8 +232,8 @@ def packs_of(exp: Experiment, plans: list[TrialPlan], fs: FrameStore, nodes: lis
     classes = label_map(exp.trial.data.label_map, fs).class_indices(fs)
 
     def seconds(plan: TrialPlan) -> float:
-        epochs = TrialConfig.from_dict(plan.trial).train.epochs if plan.trial else exp.trial.train.epochs
-        return seed_packs.trial_seconds(plan, fs, classes, epochs)
+        train = TrialConfig.from_dict(plan.trial).train if plan.trial else exp.trial.train
+        return seed_packs.trial_seconds(plan, fs, classes, train.epochs, train.batch_size)
 
     return seed_packs.balanced(plans, slots, seconds, lambda p: packable(exp, p))
 

@@ -95,19 +95,32 @@ def balanced(plans: list[TrialPlan], slots: int, seconds: Callable[[TrialPlan], 
     return sorted(packs, key=lambda g: -(sum(cost[id(p)] for p in g) + overhead_s))  # stable among equals
 
 
-def trial_seconds(plan: TrialPlan, store, classes: np.ndarray, epochs: int) -> float:
+def trial_seconds(plan: TrialPlan, store, classes: np.ndarray, epochs: int, batch_size: int) -> float:
     """A rough time for one trial of ``plan`` on one CPU thread, for ``balanced``: the
-    tokens it trains on (a clip's frames at the plan's length + 1 per clip, over its train
-    clips, and a third of that for its validation clips: forward only) over
-    ``TOKENS_PER_S``. Only the ratios between trials and to ``TRIAL_OVERHEAD_S`` matter."""
+    tokens it trains on over ``TOKENS_PER_S``. A clip is its frames at the plan's length
+    + 1 tokens; at all frames a batch is cut to its longest clip, so a train clip counts as
+    the expected longest of ``batch_size`` clips drawn from the train clips. Validation
+    clips count a third (forward only). Only the ratios between trials and to
+    ``TRIAL_OVERHEAD_S`` matter."""
     frames = store.column("frame_count")
     n = parse_length(plan.length)
+    train = frames[plan.roles.train.rows(store, classes)]
+    val = frames[plan.roles.validation.rows(store, classes)]
+    if n is not None:
+        tokens = (len(train) + len(val) / 3) * (n + 1)
+    else:
+        tokens = len(train) * (_expected_longest(train, batch_size) + 1) + (val + 1).sum() / 3
+    return epochs * float(tokens) / TOKENS_PER_S
 
-    def tokens(selection) -> float:
-        rows = selection.rows(store, classes)
-        return float((frames[rows] + 1).sum() if n is None else len(rows) * (n + 1))
 
-    return epochs * (tokens(plan.roles.train) + tokens(plan.roles.validation) / 3) / TOKENS_PER_S
+def _expected_longest(frames: np.ndarray, k: int) -> float:
+    """The expected largest of ``k`` draws (with replacement) from ``frames``."""
+    if len(frames) == 0:
+        return 0.0
+    values, counts = np.unique(frames, return_counts=True)
+    below = np.cumsum(counts) / len(frames)  # P(draw <= value)
+    at_most = below ** k  # P(largest of k <= value)
+    return float((values * np.diff(at_most, prepend=0.0)).sum())
 
 
 def _split(group: list[TrialPlan], n: int) -> list[list[TrialPlan]]:

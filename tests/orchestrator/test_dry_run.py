@@ -75,8 +75,6 @@ def test_auto_packs_for_this_machine_and_dropout_is_refused(tiny_store, tmp_path
         assert all(f"{seed_packs.pack_name(g)} ({len(g)})" in said for g in packs), said
     else:
         assert "packed seeds" not in said, said
-    if (os.cpu_count() or 1) <= 2:  # tiny trials: a Tune trial's overhead outweighs them, so one pack per N
-        assert sorted(len(g) for g in packs) == [3, 3], [seed_packs.pack_name(g) for g in packs]
 
     yaml_path = tmp_path / "dropout.yaml"
     r = CliRunner().invoke(app, [*base, "--pack-seeds", "2", "--save-yaml", str(yaml_path)])

@@ -1,5 +1,6 @@
 """Which trials share a pack, how packs are named, and what ``--pack-seeds auto`` picks."""
 
+import numpy as np
 import pytest
 
 from orchestrator import seed_packs
@@ -91,10 +92,23 @@ def test_trial_seconds_count_each_train_clip_s_tokens(tiny_store):
     fs = FrameStore(tiny_store)
     classes = label_map("store", fs).class_indices(fs)
     plan = {n: _plans((0,), (n,))[0] for n in ("4", "16", "all")}
-    s = {n: seed_packs.trial_seconds(p, fs, classes, epochs=2) for n, p in plan.items()}
+    s = {n: seed_packs.trial_seconds(p, fs, classes, epochs=2, batch_size=8) for n, p in plan.items()}
     assert s["16"] / s["4"] == pytest.approx(17 / 5)  # N + 1 tokens a clip
-    assert seed_packs.trial_seconds(plan["4"], fs, classes, epochs=4) == pytest.approx(2 * s["4"])
+    assert seed_packs.trial_seconds(plan["4"], fs, classes, epochs=4, batch_size=8) == pytest.approx(2 * s["4"])
     frames = fs.column("frame_count")
-    train, val = (r.rows(fs, classes) for r in (ROLES.train, ROLES.validation))
-    tokens = (frames[train] + 1).sum() + (frames[val] + 1).sum() / 3  # validation: forward only
+    train, val = (frames[r.rows(fs, classes)] for r in (ROLES.train, ROLES.validation))
+    # all frames: a batch is cut to its longest clip, so a train clip costs about the longest of
+    # its batch (validation, forward only, a third of its own)
+    longest = seed_packs._expected_longest(train, 8)
+    assert train.mean() < longest < train.max()
+    tokens = len(train) * (longest + 1) + (val + 1).sum() / 3
     assert s["all"] == pytest.approx(2 * tokens / seed_packs.TOKENS_PER_S)
+    one = seed_packs.trial_seconds(plan["all"], fs, classes, epochs=2, batch_size=1)  # a clip alone is its own
+    assert one == pytest.approx(2 * ((train + 1).sum() + (val + 1).sum() / 3) / seed_packs.TOKENS_PER_S)
+
+
+def test_expected_longest_of_k_draws():
+    frames = np.array([1, 3])
+    assert seed_packs._expected_longest(frames, 1) == pytest.approx(2.0)
+    assert seed_packs._expected_longest(frames, 2) == pytest.approx(1 * 0.25 + 3 * 0.75)
+    assert seed_packs._expected_longest(np.array([5, 5, 5]), 32) == pytest.approx(5.0)
