@@ -6,8 +6,10 @@ trial (``--pack-seeds 1``, the baseline) and once packed (``--pack-seeds K|auto`
 store is built first and its build is not timed. Each command's wall time is the whole
 command as a user runs it: Ray start, every trial, MLflow runs, the report.
 
-Prints, per mode: trials trained, wall seconds, trials per minute, and the packed run's
-speed-up over solo; then how far apart the two Table 4s are (mean UF1 and UAR per N, in
+Prints, per mode: trials trained, wall seconds, trials per minute, the packed run's
+speed-up over solo, and the largest memory a Ray Tune trial's worker process held (RSS and
+PSS, sampled every 2 s from /proc: PSS shares the pages it shares with other processes);
+then how far apart the two Table 4s are (mean UF1 and UAR per N, in
 percentage points: float summation order only, see docs/PERFORMANCE.md).
 
 Usage: .venv/bin/python bench/ablation_end_to_end.py [--benchmark default|dfme-size] [--seeds 30]
@@ -23,6 +25,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -30,6 +33,36 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from storage.sources.synthetic.benchmark import benchmark_spec, ensure_store  # noqa: E402
+
+
+class WorkerMemory:
+    """The largest RSS and PSS (MB) of any Ray Tune trial worker (``ray::ImplicitFunc``)
+    while it runs, sampled from /proc every ``every`` seconds."""
+
+    def __init__(self, every: float = 2.0):
+        self.every, self.rss, self.pss = every, 0, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self):
+        while not self._stop.wait(self.every):
+            for proc in Path("/proc").glob("[0-9]*"):
+                try:
+                    if b"ray::ImplicitFunc" not in (proc / "cmdline").read_bytes():
+                        continue
+                    fields = dict(line.split(":", 1) for line in (proc / "smaps_rollup").read_text().splitlines()[1:])
+                except (OSError, ValueError):
+                    continue
+                self.rss = max(self.rss, int(fields["Rss"].split()[0]) // 1024)
+                self.pss = max(self.pss, int(fields["Pss"].split()[0]) // 1024)
 
 
 def run(mode: str, pack: str, args, workdir: Path) -> dict:
@@ -40,7 +73,8 @@ def run(mode: str, pack: str, args, workdir: Path) -> dict:
            "--experiment", name, "--workdir", str(workdir), "--no-progress", "--pack-seeds", pack]
     print(f"$ {' '.join(cmd)}", flush=True)
     t0 = time.perf_counter()
-    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
+    with WorkerMemory() as memory:
+        out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
     seconds = time.perf_counter() - t0
     if out.returncode != 0:
         sys.exit(f"{mode}: exit {out.returncode}\n{out.stdout[-4000:]}\n{out.stderr[-4000:]}")
@@ -52,7 +86,7 @@ def run(mode: str, pack: str, args, workdir: Path) -> dict:
             table[row["n_frames"]] = row
     return {"mode": mode, "seconds": seconds, "trained": int(trained.group(1)), "reused": int(trained.group(2)),
             "tune_trials": int(packs.group(1)) if packs else int(trained.group(1)),
-            "pack": int(packs.group(2)) if packs else 1, "table": table}
+            "pack": int(packs.group(2)) if packs else 1, "table": table, "rss": memory.rss, "pss": memory.pss}
 
 
 def main() -> None:
@@ -82,10 +116,12 @@ def main() -> None:
         print(f"{mode}: {r['trained']} trained in {r['tune_trials']} Tune trials, {r['seconds']:.0f} s, "
               f"load after {os.getloadavg()[0]:.2f}", flush=True)
     solo = results["solo"]
-    print(f"\n{'mode':>8} {'pack':>5} {'trials':>7} {'Tune trials':>12} {'wall s':>8} {'trials/min':>11} {'vs solo':>8}")
+    print(f"\n{'mode':>8} {'largest pack':>12} {'trials':>7} {'Tune trials':>12} {'wall s':>8} {'trials/min':>11} "
+          f"{'vs solo':>8} {'worker RSS/PSS MB':>18}")
     for r in results.values():
-        print(f"{r['mode']:>8} {r['pack']:>5} {r['trained']:>7} {r['tune_trials']:>12} {r['seconds']:>8.0f} "
-              f"{60 * r['trained'] / r['seconds']:>11.2f} {solo['seconds'] / r['seconds']:>7.2f}x")
+        print(f"{r['mode']:>8} {r['pack']:>12} {r['trained']:>7} {r['tune_trials']:>12} {r['seconds']:>8.0f} "
+              f"{60 * r['trained'] / r['seconds']:>11.2f} {solo['seconds'] / r['seconds']:>7.2f}x "
+              f"{r['rss']:>9} / {r['pss']:<6}")
     if "packed" in results:
         worst = 0.0
         for n, row in solo["table"].items():
