@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import os
 import sys
 import time
@@ -230,10 +231,18 @@ def packs_of(exp: Experiment, plans: list[TrialPlan], fs: FrameStore, nodes: lis
     nodes = nodes if nodes is not None else nodes_of(address)
     slots = sum(packing.trials_at_once(n, r.cpus_per_trial, r.gpus_per_trial) for n in nodes)
     classes = label_map(exp.trial.data.label_map, fs).class_indices(fs)
+    counts, chosen = fs.column("frame_count"), {}
 
-    def seconds(plan: TrialPlan) -> float:
-        train = TrialConfig.from_dict(plan.trial).train if plan.trial else exp.trial.train
-        return seed_packs.trial_seconds(plan, fs, classes, train.epochs, train.batch_size)
+    def frames(plan: TrialPlan):  # its train and validation clips' frame counts
+        roles = (plan.roles.train, plan.roles.validation)
+        key = json.dumps([r.to_dict() for r in roles], sort_keys=True, default=str)
+        if key not in chosen:
+            chosen[key] = tuple(counts[r.rows(fs, classes)] for r in roles)
+        return chosen[key]
+
+    def seconds(members: list[TrialPlan]) -> float:
+        train = TrialConfig.from_dict(members[0].trial).train if members[0].trial else exp.trial.train
+        return seed_packs.pack_seconds(members, frames, train.epochs, train.batch_size)
 
     return seed_packs.balanced(plans, slots, seconds, lambda p: packable(exp, p))
 

@@ -164,6 +164,14 @@ def run_sweep(exp: Experiment, plans: list[TrialPlan], store_fingerprint: str, w
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     for name in ("mlflow", "alembic", "ray"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    packs = packs if packs is not None else seed_packs.pack(plans, 1)
+    if search is not None and len(packs) < len(plans):
+        raise ValueError("packs: a search's trials are each their own configuration; they do not pack")
+    if sorted(p.name for g in packs for p in g) != sorted(p.name for p in plans):
+        raise ValueError("packs: every plan exactly once")
+    mixed = [seed_packs.pack_name(g) for g in packs if len(seed_packs.groups(g)) != 1]
+    if mixed:  # a pack trains with its first member's length, fold and config
+        raise ValueError(f"packs: only seeds of one length, fold and config share a pack, not {mixed[:3]}")
     uri = workdir.tracking_uri
     experiment_id = ensure_experiment(uri, exp.name, workdir.artifacts,
                                       describe(exp, store_fingerprint, search=search is not None))
@@ -185,11 +193,6 @@ def run_sweep(exp: Experiment, plans: list[TrialPlan], store_fingerprint: str, w
                                     max_t=search.epochs, grace_period=search.grace_period,
                                     reduction_factor=search.reduction_factor))
         n_trials = search.samples * grid_size(search.space)
-    packs = packs if packs is not None else seed_packs.pack(plans, 1)
-    if search is not None and len(packs) < len(plans):
-        raise ValueError("packs: a search's trials are each their own configuration; they do not pack")
-    if sorted(p.name for g in packs for p in g) != sorted(p.name for p in plans):
-        raise ValueError("packs: every plan exactly once")
     grid_plans = [seed_packs.pack_dict(g) if len(g) > 1 else g[0].to_dict() for g in packs]
     if console is not None and len(grid_plans) < len(plans):
         console.print(f"packed seeds: {len(plans)} trials in {len(grid_plans)} Ray Tune trials of up to "

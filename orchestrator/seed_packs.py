@@ -21,12 +21,13 @@ from storage.sampling import parse_length
 
 AUTO = "auto"
 AUTO_MAX = 10  # the largest pack ``auto`` makes (docs/PERFORMANCE.md: throughput per member levels off)
-# ``auto``'s estimates (docs/PERFORMANCE.md): one CPU thread trains the paper's model at about
-# 7,800 tokens a second (benchmark 1: 32 clips x 32 tokens in 131 ms), and a Tune trial costs
-# about 2.3 s besides its training (benchmark 5: the default ablation's 150 solo trials against
-# its 30 packs, 912 s against 774 s on 2 slots)
+# ``auto``'s estimates (docs/PERFORMANCE.md). One CPU thread trains the paper's model at about
+# 7,800 tokens a second (benchmark 1: 32 clips x 32 tokens in 131 ms). A Tune trial costs about
+# 3.5 such seconds besides its training: benchmark 5's solo default ablation took 7.3 s per
+# trial at N = 4 and 33.4 s at N = all (medians), estimated 1.7 and 20.4 s, which is 1.4 x the
+# estimate + 4.9 s
 TOKENS_PER_S = 7_800.0
-TRIAL_OVERHEAD_S = 2.3
+TRIAL_OVERHEAD_S = 3.5
 
 
 def groups(plans: list[TrialPlan]) -> list[list[TrialPlan]]:
@@ -38,48 +39,50 @@ def groups(plans: list[TrialPlan]) -> list[list[TrialPlan]]:
     return list(out.values())
 
 
-def balanced(plans: list[TrialPlan], slots: int, seconds: Callable[[TrialPlan], float],
+def balanced(plans: list[TrialPlan], slots: int, seconds: Callable[[list[TrialPlan]], float],
              packable: Callable[[TrialPlan], bool] = lambda plan: True, largest: int = AUTO_MAX,
              overhead_s: float = TRIAL_OVERHEAD_S) -> list[list[TrialPlan]]:
     """``--pack-seeds auto``: each group's seeds in near-equal packs of at most ``largest``,
     sized so that the ``slots`` workers finish the sweep soonest, costliest pack first.
 
-    A pack is estimated to take its members' ``seconds`` (``trial_seconds``) plus
-    ``overhead_s``, what every Tune trial costs beyond its training. Tune starts the packs
-    in the order returned, each on the first slot free, and the sweep's length is estimated
-    by that schedule. Packs are sized by one target for every group, so a group of cheap
-    trials (a short N) gets larger packs than a group of costly ones; of the targets tried,
-    the shortest estimate wins, the fewer packs on a tie. Groups not ``packable``
-    (dropout), and everything when there is no slot yet (an autoscaler's), run solo."""
+    A pack is estimated to take ``seconds(members)`` (``pack_seconds``: the pack's training)
+    plus ``overhead_s``, what every Tune trial costs beyond its training. Tune starts the
+    packs in the order returned, each on the first slot free, and the sweep's length is
+    estimated by that schedule. The pack counts per group start from the best of one
+    target pack cost for every group (a group of cheap trials, a short N, gets larger packs
+    than a group of costly ones) and of one pack size for every group; then one group's
+    count moves by one while that shortens the estimate. The shortest estimate wins, the
+    fewer packs on a tie. Groups not ``packable`` (dropout), and everything when there is
+    no slot yet (an autoscaler's), run solo."""
+    if largest < 1:
+        raise ValueError(f"largest pack: at least 1, got {largest}")
     gs = groups(plans)
-    cost = {id(p): float(seconds(p)) for p in plans}
     free = [g for g in gs if packable(g[0])] if slots >= 1 else []
-    solo = [[p] for g in gs if not packable(g[0]) or slots < 1 for p in g]
     if not free or max(len(g) for g in free) < 2:
         return pack(plans, 1)
+    solo = [[p] for g in gs if not packable(g[0]) for p in g]
+    parts: dict[tuple[int, int], list[float]] = {}  # (group, packs) -> each pack's estimated time
 
-    solo_s = [cost[id(g[0])] + overhead_s for g in solo]
-    parts: dict[tuple[int, int], list[float]] = {}
+    def times(i: int, n: int) -> list[float]:
+        if (i, n) not in parts:
+            parts[i, n] = [float(seconds(part)) + overhead_s for part in _split(free[i], n)]
+        return parts[i, n]
 
-    def length(counts: tuple[int, ...]) -> tuple[float, int]:
-        """The estimated sweep length and the number of packs, for ``counts`` packs per group."""
-        times = list(solo_s)
-        for i, n in enumerate(counts):
-            if (i, n) not in parts:
-                parts[i, n] = [sum(cost[id(p)] for p in part) + overhead_s for part in _split(free[i], n)]
-            times += parts[i, n]
-        return _schedule_length(sorted(times, reverse=True), slots), len(times)
+    solo_s = [float(seconds(g)) + overhead_s for g in solo]
 
-    # start from the best of one target cost per pack for every group, then move one group's
-    # pack count by one while that shortens the estimate (or keeps it with fewer packs)
+    def estimate(counts: tuple[int, ...]) -> tuple[float, int]:
+        """The estimated sweep length (to 1 ppm: ties are ties) and the number of packs."""
+        every = solo_s + [t for i, n in enumerate(counts) for t in times(i, n)]
+        length = _schedule_length(sorted(every, reverse=True), slots)
+        return float(f"{length:.6g}"), len(every)
+
     fewest = [math.ceil(len(g) / largest) for g in free]
-    totals = [sum(cost[id(p)] for p in g) for g in free]
-    tried: dict[tuple[int, ...], tuple[float, int]] = {}
-    for target in sorted({t / n for g, t in zip(free, totals) for n in range(1, len(g) + 1)}, reverse=True):
-        counts = tuple(min(len(g), max(lo, math.ceil(t / target - 1e-9))) for g, t, lo in zip(free, totals, fewest))
-        if counts not in tried:
-            tried[counts] = length(counts)
-    counts = min(tried, key=tried.__getitem__)
+    totals = [sum(times(i, len(g))) - len(g) * overhead_s for i, g in enumerate(free)]  # each seed alone
+    starts = {tuple(max(lo, math.ceil(len(g) / k)) for g, lo in zip(free, fewest)) for k in range(1, largest + 1)}
+    for target in {t / n for g, t in zip(free, totals) for n in range(1, len(g) + 1) if t > 0}:
+        starts.add(tuple(min(len(g), max(lo, math.ceil(t / target - 1e-9))) for g, t, lo in zip(free, totals, fewest)))
+    tried = {c: estimate(c) for c in sorted(starts)}
+    counts = min(tried, key=lambda c: (tried[c], c))
     improved = True
     while improved:
         improved = False
@@ -88,28 +91,34 @@ def balanced(plans: list[TrialPlan], slots: int, seconds: Callable[[TrialPlan], 
                 c = counts[:i] + (counts[i] + step,) + counts[i + 1:]
                 if fewest[i] <= c[i] <= len(g):
                     if c not in tried:
-                        tried[c] = length(c)
+                        tried[c] = estimate(c)
                     if tried[c] < tried[counts]:
                         counts, improved = c, True
-    packs = solo + [part for g, n in zip(free, counts) for part in _split(g, n)]
-    return sorted(packs, key=lambda g: -(sum(cost[id(p)] for p in g) + overhead_s))  # stable among equals
+    chosen = [(t, part) for i, n in enumerate(counts) for t, part in zip(times(i, n), _split(free[i], n))]
+    chosen += list(zip(solo_s, solo))
+    order = sorted(range(len(chosen)), key=lambda j: (-chosen[j][0], j))  # costliest first, then plan order
+    return [chosen[j][1] for j in order]
 
 
-def trial_seconds(plan: TrialPlan, store, classes: np.ndarray, epochs: int, batch_size: int) -> float:
-    """A rough time for one trial of ``plan`` on one CPU thread, for ``balanced``: the
-    tokens it trains on over ``TOKENS_PER_S``. A clip is its frames at the plan's length
-    + 1 tokens; at all frames a batch is cut to its longest clip, so a train clip counts as
-    the expected longest of ``batch_size`` clips drawn from the train clips. Validation
-    clips count a third (forward only). Only the ratios between trials and to
+def pack_seconds(members: list[TrialPlan], frames: Callable[[TrialPlan], tuple[np.ndarray, np.ndarray]],
+                 epochs: int, batch_size: int) -> float:
+    """A rough time for training a pack of ``members`` (one: a solo trial) on one CPU thread,
+    for ``balanced``: the tokens it trains on over ``TOKENS_PER_S``. ``frames(plan)``: the
+    frame counts of the plan's train and validation clips.
+
+    A clip is its frames at the plan's length + 1 tokens. At all frames a batch is cut to
+    its longest clip, and a pack's batch holds every member's: a train clip counts as the
+    expected longest of ``len(members) x batch_size`` clips drawn from the train clips.
+    Validation clips count a third (forward only). Only the ratios between packs and to
     ``TRIAL_OVERHEAD_S`` matter."""
-    frames = store.column("frame_count")
-    n = parse_length(plan.length)
-    train = frames[plan.roles.train.rows(store, classes)]
-    val = frames[plan.roles.validation.rows(store, classes)]
-    if n is not None:
-        tokens = (len(train) + len(val) / 3) * (n + 1)
-    else:
-        tokens = len(train) * (_expected_longest(train, batch_size) + 1) + (val + 1).sum() / 3
+    n = parse_length(members[0].length)
+    tokens = 0.0
+    for plan in members:
+        train, val = frames(plan)
+        if n is not None:
+            tokens += (len(train) + len(val) / 3) * (n + 1)
+        else:
+            tokens += len(train) * (_expected_longest(train, len(members) * batch_size) + 1) + (val + 1).sum() / 3
     return epochs * float(tokens) / TOKENS_PER_S
 
 
