@@ -50,7 +50,7 @@ class Resources:
     # for GPU packing on logical GPUs (``ray start --num-gpus``) with CPU-only torch
     allow_cpu_for_gpu_trials: bool = False
     # seeds trained as one model per Ray Tune trial (``orchestrator.seed_packs``): 1 (each seed
-    # its own trial), K, or "auto" (from the trials and the worker slots)
+    # its own trial), K, or "auto" (packs sized by each trial's cost for the worker slots: seed_packs.balanced)
     pack_seeds: int | str = 1
 
     def __post_init__(self):
