@@ -19,6 +19,11 @@ Prints, per configuration: ms per step and per member, GFLOP/s achieved, the lim
 GFLOP/s, achieved / limit, and the throughput (member steps per second) against solo.
 Usage: .venv/bin/python bench/train_throughput.py [--packs 1,4,10,30] [--chunks 0] [--repeat 5]
        [--batch 32] [--frames 31] [--threads 1] [--clock cpu|wall] [--limit-operands shared|distinct]
+       [--compile fwd,fwd-dynamic,fwd-autotune,fwd+update]
+``--compile``: each K's packed step again with ``torch.compile`` (COMPILE_VARIANTS), timed in
+the same rounds against the same limit (the uncompiled step's products); the first step's
+wall time is the compile time (cold with ``TORCHINDUCTOR_CACHE_DIR`` a new empty folder, warm
+when a previous run filled it).
 """
 
 from __future__ import annotations
@@ -68,8 +73,9 @@ class MatmulShapes(TorchDispatchMode):
         return func(*args, **kwargs)
 
 
-def make_step(k: int, batch: int, frames: int, chunk: int = 0):
-    """A training step of k members (k = 0: the solo model, as fit.Fitter trains it)."""
+def make_step(k: int, batch: int, frames: int, chunk: int = 0, compiled: str = ""):
+    """A training step of k members (k = 0: the solo model, as fit.Fitter trains it).
+    ``compiled`` (packed only): a ``COMPILE_VARIANTS`` name, the step with torch.compile."""
     cfg = ModelConfig(max_frames=frames)
     members = []
     for seed in range(max(k, 1)):
@@ -101,9 +107,65 @@ def make_step(k: int, batch: int, frames: int, chunk: int = 0):
         n = logits.shape[0]
         return F.cross_entropy(logits.flatten(0, 1), y[members].flatten(), reduction="none").view(n, batch).mean(dim=1)
 
+    forward, clip = None, 1.0
+    if compiled:
+        v = COMPILE_VARIANTS[compiled]
+        forward = torch.compile(pack.forward, fullgraph=True, dynamic=v["dynamic"], mode=v["mode"],
+                                options=v.get("options"))
+        if v["update"]:  # clipping and Adam as one compiled function
+            opt, clip = CompiledUpdate(opt, 1.0), 0.0
+
     def step():
-        packed_step(pack, opt, x, mask, losses, active, 1.0, chunk)
+        packed_step(pack, opt, x, mask, losses, active, clip, chunk, forward)
     return step, chunk
+
+
+# torch.compile of the packed step: the chunk's forward pass (backward through AOTAutograd),
+# default or max-autotune mode, static or dynamic shapes, the compiled graph called from C++
+# rather than Python (cpp_wrapper); "+update": clipping and PackedAdam compiled too
+COMPILE_VARIANTS = {
+    "fwd": dict(mode=None, dynamic=False, update=False),
+    "fwd-dynamic": dict(mode=None, dynamic=True, update=False),
+    "fwd-autotune": dict(mode="max-autotune-no-cudagraphs", dynamic=False, update=False),
+    "fwd-cpp-wrapper": dict(mode=None, dynamic=False, update=False, options={"cpp_wrapper": True}),
+    "fwd+update": dict(mode=None, dynamic=False, update=True),
+}
+
+
+class CompiledUpdate:
+    """``clip_members`` + ``PackedAdam.step`` as one compiled function of the tensors
+    (per-member step counts and the active mask as tensors, so no recompiles)."""
+
+    def __init__(self, adam: PackedAdam, max_norm: float):
+        self.adam, self.max_norm = adam, max_norm
+        self.fn = torch.compile(_clip_and_adam, fullgraph=True, dynamic=False)
+        self.lr = torch.tensor(adam.lr, dtype=torch.float64)
+
+    def step(self, active):
+        a = self.adam
+        a.steps += active.to(a.steps.dtype)
+        self.fn(a.params, [p.grad for p in a.params], a.exp_avg, a.exp_avg_sq, a.steps, active, self.lr,
+                self.max_norm, a.betas[0], a.betas[1], a.eps, a.weight_decay)
+
+
+@torch.no_grad()
+def _clip_and_adam(params, grads, exp_avg, exp_avg_sq, steps, active, lr, max_norm, b1, b2, eps, weight_decay):
+    sq = sum(g.flatten(1).pow(2).sum(dim=1) for g in grads)
+    coef = (max_norm / (sq.sqrt() + 1e-6)).clamp(max=1.0) if max_norm > 0 else torch.ones_like(sq)
+    stepped = steps > 0
+    bc1 = torch.where(stepped, 1 - b1 ** steps, 1.0)
+    bc2_sqrt = torch.where(stepped, (1 - b2 ** steps).sqrt(), 1.0)
+    step_size = torch.where(active, lr / bc1, 0.0)
+    for p, g, m, v in zip(params, grads, exp_avg, exp_avg_sq):
+        shape = (-1,) + (1,) * (p.dim() - 1)
+        on = active.view(shape)
+        g = g * coef.to(g.dtype).view(shape)
+        if weight_decay:
+            g = g + weight_decay * p
+        m.copy_(torch.where(on, m.lerp(g, 1 - b1), m))
+        v.copy_(torch.where(on, v * b2 + (1 - b2) * g * g, v))
+        denom = v.sqrt() / bc2_sqrt.to(p.dtype).view(shape) + eps
+        p.sub_(step_size.to(p.dtype).view(shape) * m / denom)
 
 
 def timed(fn, clock) -> float:
@@ -141,6 +203,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--chunks", default="0", help="members per forward/backward, one row each (0: default_chunk)")
     ap.add_argument("--clock", choices=["cpu", "wall"], default="cpu")
+    ap.add_argument("--compile", default="", help="comma list of COMPILE_VARIANTS: each K's packed step "
+                    "again with torch.compile, in the same rounds (limit: the uncompiled step's products)")
     ap.add_argument("--limit-operands", choices=["shared", "distinct"], default="shared")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -148,21 +212,35 @@ def main() -> None:
           f"best of {args.repeat} rounds, each timing every configuration and its limit once; "
           f"limit operands {args.limit_operands}")
     configs, seen = [], set()
-    runs = [(0, 0)] + [(int(k), int(c)) for k in args.packs.split(",") for c in args.chunks.split(",")]
-    for k, chunk in runs:
-        step, chunk = make_step(k, args.batch, args.frames, chunk)
+    runs = [(0, 0, "")] + [(int(k), int(c), "") for k in args.packs.split(",") for c in args.chunks.split(",")]
+    variants = [v for v in args.compile.split(",") if v]
+    runs += [(int(k), int(c), v) for v in variants for k in args.packs.split(",") for c in args.chunks.split(",")]
+    if variants:
+        print(f"torch.compile variants {variants}; inductor cache {os.environ.get('TORCHINDUCTOR_CACHE_DIR', 'default')}")
+    limits = {}
+    for k, chunk, variant in runs:
+        step, chunk = make_step(k, args.batch, args.frames, chunk, variant)
         chunk = min(chunk, max(k, 1))
-        if (k, chunk) in seen:
+        if (k, chunk, variant) in seen:
             continue
-        seen.add((k, chunk))
-        step()
-        rec = MatmulShapes()
-        with rec:
-            step()
-        replay = matmul_replay(rec.products, args.limit_operands == "shared")
-        replay()  # warm up
-        limit_flops = sum(2 * b * m * kk * n for b, m, kk, n in rec.products)
-        configs.append(dict(k=k, chunk=chunk, step=step, replay=replay,
+        seen.add((k, chunk, variant))
+        first = time.perf_counter()
+        step()  # compiles, for a compiled step
+        first = time.perf_counter() - first
+        if variant:  # the same products as the uncompiled step of these members and chunk
+            replay, limit_flops = limits[(k, chunk)]
+        else:
+            rec = MatmulShapes()
+            with rec:
+                step()
+            replay = matmul_replay(rec.products, args.limit_operands == "shared")
+            replay()  # warm up
+            limit_flops = sum(2 * b * m * kk * n for b, m, kk, n in rec.products)
+            limits[(k, chunk)] = replay, limit_flops
+        if variant:
+            step()  # AOTAutograd may finish compiling on the second call
+            print(f"compiled {variant} K={k} chunk {chunk}: first step {first:.1f} s (wall, compiling)", flush=True)
+        configs.append(dict(k=k, chunk=chunk, variant=variant, step=step, replay=replay,
                             limit_flops=limit_flops, t=float("inf"), limit_t=float("inf")))
     # the clock: the thread's CPU time by default (on a shared machine a step preempted by
     # another process's would otherwise count the other's time), or wall time
@@ -174,16 +252,21 @@ def main() -> None:
             c["limit_t"] = min(c["limit_t"], timed(c["replay"], clock))
     print(f"load average (1 min) {load:.2f} before the timed rounds, {os.getloadavg()[0]:.2f} after; "
           f"clock: {args.clock}")
-    print(f"{'config':>10} {'chunk':>5} {'ms/step':>9} {'ms/member':>10} {'GFLOP/s':>8} {'limit':>8} "
-          f"{'of limit':>9} {'vs solo':>8}")
+    print(f"{'config':>24} {'chunk':>5} {'ms/step':>9} {'ms/member':>10} {'GFLOP/s':>8} {'limit':>8} "
+          f"{'of limit':>9} {'vs solo':>8}" + (f" {'vs uncompiled':>13}" if variants else ""))
     solo_member_s = configs[0]["t"]
+    plain = {(c["k"], c["chunk"]): c["t"] for c in configs if not c["variant"]}
     for c in configs:
         k, t = c["k"], c["t"]
         per_member = t / max(k, 1)
         achieved, limit = c["limit_flops"] / t, c["limit_flops"] / c["limit_t"]
-        name = "solo" if k == 0 else f"packed {k}"
-        print(f"{name:>10} {c['chunk']:5d} {t * 1e3:9.1f} {per_member * 1e3:10.1f} {achieved / 1e9:8.1f} "
-              f"{limit / 1e9:8.1f} {achieved / limit:9.0%} {solo_member_s / per_member:7.2f}x")
+        name = ("solo" if k == 0 else f"packed {k}") + (f" {c['variant']}" if c["variant"] else "")
+        print(f"{name:>24} {c['chunk']:5d} {t * 1e3:9.1f} {per_member * 1e3:10.1f} {achieved / 1e9:8.1f} "
+              f"{limit / 1e9:8.1f} {achieved / limit:9.0%} {solo_member_s / per_member:7.2f}x"
+              + (f" {plain[(k, c['chunk'])] / t:12.2f}x" if c["variant"] else ""))
+    if variants:
+        from torch._dynamo.utils import counters
+        print("dynamo:", {key: dict(counters[key]) for key in ("frames", "stats", "recompiles") if counters[key]})
 
 
 if __name__ == "__main__":

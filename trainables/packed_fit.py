@@ -130,7 +130,7 @@ def clip_members(params: list[torch.Tensor], max_norm: float) -> None:
 
 def packed_step(model: PackedModel, optimizer: PackedAdam, tokens: torch.Tensor, mask: torch.Tensor,
                 losses: Callable[[torch.Tensor, slice], torch.Tensor], active: torch.Tensor,
-                grad_clip: float, chunk: int) -> torch.Tensor:
+                grad_clip: float, chunk: int, forward: Callable | None = None) -> torch.Tensor:
     """One training step of every member: forward, ``losses(logits, members)`` (each
     member's loss, ``[len(members)]``), backward, per-member clipping (``grad_clip`` > 0),
     ``optimizer.step(active)``; returns the losses ``[K]`` (detached).
@@ -138,13 +138,15 @@ def packed_step(model: PackedModel, optimizer: PackedAdam, tokens: torch.Tensor,
     Forward and backward run ``chunk`` members at a time (the rest of the step, all at
     once): a chunk's activations stay in the CPU's cache between the operations that make
     and use them, where K members' would not. The members are independent, so the
-    gradients are the same whatever the chunk."""
+    gradients are the same whatever the chunk. ``forward``: ``model.forward`` or a compiled
+    one (``torch.compile``), called as ``forward(params, tokens, mask)``."""
     params, k = model.parameters(), model.k
+    forward = forward or model.forward
     out = []
     if chunk >= k:
         for p in params:
             p.grad = None
-        loss = losses(model(tokens, mask), slice(0, k))
+        loss = losses(forward(model.params, tokens, mask), slice(0, k))
         loss.sum().backward()
         out.append(loss.detach())
     else:
@@ -154,7 +156,7 @@ def packed_step(model: PackedModel, optimizer: PackedAdam, tokens: torch.Tensor,
         for start in range(0, k, chunk):
             members = slice(start, min(start + chunk, k))
             leaves = {n: p.detach()[members].requires_grad_() for n, p in zip(model.names, params)}
-            loss = losses(model.forward(leaves, tokens[members], mask[members]), members)
+            loss = losses(forward(leaves, tokens[members], mask[members]), members)
             grads = torch.autograd.grad(loss.sum(), list(leaves.values()))
             for p, g in zip(params, grads):
                 p.grad[members].copy_(g)
