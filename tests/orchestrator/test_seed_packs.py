@@ -97,6 +97,7 @@ def test_pack_seconds_count_each_train_clip_s_tokens(tiny_store):
     one = {n: _plans((0,), (n,)) for n in ("4", "16", "all")}
     s = {n: seed_packs.pack_seconds(p, of, epochs=2, batch_size=8) for n, p in one.items()}
     assert s["16"] / s["4"] == pytest.approx(17 / 5)  # N + 1 tokens a clip
+    assert s["4"] == pytest.approx(2 * (len(train) + len(val) / 3) * 5 / seed_packs.TOKENS_PER_S)  # validation: a third
     assert seed_packs.pack_seconds(one["4"], of, epochs=4, batch_size=8) == pytest.approx(2 * s["4"])
     assert seed_packs.pack_seconds(_plans(range(3), ("4",)), of, epochs=2, batch_size=8) == pytest.approx(3 * s["4"])
     # all frames: a batch is cut to its longest clip, so a train clip costs about the longest of
