@@ -2,7 +2,8 @@
 
 One training step (forward, cross-entropy, backward, gradient clipping, Adam) of the model at
 batch B and T frames, solo (the plain model, ``torch.optim.Adam`` and ``clip_grad_norm_``,
-as ``fit.Fitter`` trains it) and packed (``packed_fit.packed_step``: K seeds as one model,
+as ``fit.Fitter`` trains it) and packed (``packed_fit.packed_step``: K seeds as one model; K = 1 is
+what trains a solo trial, ``packed_fit.PackOfOne``;
 forward and backward ``chunk`` members at a time). The limit is the same matrix products —
 every matmul the step ran, recorded with its shapes (SDPA's as the four / two batched
 matmuls they are) — replayed as bare ``torch.bmm`` calls on the same thread in the same
@@ -101,7 +102,8 @@ def make_step(k: int, batch: int, frames: int, chunk: int = 0, compiled: str = "
     x = torch.randn(k, batch, frames, TOKEN_DIM, generator=g)
     mask = torch.ones(k, batch, frames, dtype=torch.bool)
     y = torch.randint(0, CLASSES, (k, batch), generator=g)
-    chunk = chunk or default_chunk(k, batch, frames, x.device)
+    chunk = chunk or default_chunk(k, x.device)
+    chunks = [(slice(i, min(i + chunk, k)), x[i: i + chunk], mask[i: i + chunk]) for i in range(0, k, chunk)]
 
     def losses(logits, members):
         n = logits.shape[0]
@@ -116,7 +118,7 @@ def make_step(k: int, batch: int, frames: int, chunk: int = 0, compiled: str = "
             opt, clip = CompiledUpdate(opt, 1.0), 0.0
 
     def step():
-        packed_step(pack, opt, x, mask, losses, active, clip, chunk, forward)
+        packed_step(pack, opt, chunks, losses, active, clip, forward)
     return step, chunk
 
 

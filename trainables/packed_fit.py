@@ -27,14 +27,21 @@ from torch import nn
 
 from trainables.config import TrainConfig
 from trainables.data import SplitData
-from trainables.fit import EVAL_BATCH, EpochLog, Evaluation, FitState, LeakageError, class_weights, evaluate, learning_rate
+from trainables.fit import (EVAL_BATCH, EpochLog, Evaluation, FitState, Fitter, LeakageError, class_weights,
+                            learning_rate)
 from trainables.metrics import confusion, scores_from_confusion
+from trainables.model import EvolutionTransformer
 from trainables.packed_model import PackedModel
 
 
 class PackedAdam:
-    """``torch.optim.Adam`` (L2 ``weight_decay``, no amsgrad) over stacked parameters with
-    one step count per member; ``step(active)`` updates only the active members."""
+    """``torch.optim.Adam`` (L2 ``weight_decay``, no amsgrad, ``foreach``) over stacked
+    parameters with one step count per member; ``step(active)`` updates the active members.
+
+    Each member is updated on its own slices with its own step count, by the ops and in the
+    order ``torch.optim.Adam(foreach=True)`` uses: so a member's update is the same whatever
+    the other members are, how many there are and whether they step (``PackedFitter``'s
+    promise that a member does not depend on its pack)."""
 
     def __init__(self, params: list[torch.Tensor], lr: float, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0):
@@ -47,55 +54,21 @@ class PackedAdam:
     @torch.no_grad()
     def step(self, active: torch.Tensor) -> None:
         b1, b2 = self.betas
-        self.steps += active.to(self.steps.dtype)
-        if not bool(active.all()):
-            return self._step_some(active)
-        # every member steps (all but an epoch's last few batches of ragged members): the
-        # update is torch.optim.Adam's, as foreach ops over all tensors at once
-        params = self.params
-        grads = [p.grad for p in params]
-        if self.weight_decay:
-            grads = torch._foreach_add(grads, params, alpha=self.weight_decay)
-        torch._foreach_lerp_(self.exp_avg, grads, 1 - b1)
-        torch._foreach_mul_(self.exp_avg_sq, b2)
-        torch._foreach_addcmul_(self.exp_avg_sq, grads, grads, value=1 - b2)
-        denom = torch._foreach_sqrt(self.exp_avg_sq)
-        steps = self.steps.tolist()
-        if len(set(steps)) == 1:  # one step count: Adam's scalars
-            n = steps[0]
+        for k in active.nonzero().flatten().tolist():
+            self.steps[k] += 1
+            n = float(self.steps[k])
+            params = [p[k] for p in self.params]
+            grads = [p.grad[k] for p in self.params]
+            exp_avg, exp_avg_sq = [m[k] for m in self.exp_avg], [v[k] for v in self.exp_avg_sq]
+            if self.weight_decay:
+                grads = torch._foreach_add(grads, params, alpha=self.weight_decay)
+            torch._foreach_lerp_(exp_avg, grads, 1 - b1)
+            torch._foreach_mul_(exp_avg_sq, b2)
+            torch._foreach_addcmul_(exp_avg_sq, grads, grads, value=1 - b2)
+            denom = torch._foreach_sqrt(exp_avg_sq)
             torch._foreach_div_(denom, math.sqrt(1 - b2 ** n))
             torch._foreach_add_(denom, self.eps)
-            torch._foreach_addcdiv_(params, self.exp_avg, denom, value=-self.lr / (1 - b1 ** n))
-            return
-        bc2_sqrt = (1 - b2 ** self.steps).sqrt()
-        step_size = self.lr / (1 - b1 ** self.steps)
-        torch._foreach_div_(denom, self._per_member(bc2_sqrt))
-        torch._foreach_add_(denom, self.eps)
-        update = torch._foreach_div(self.exp_avg, denom)
-        torch._foreach_mul_(update, self._per_member(step_size))
-        torch._foreach_sub_(params, update)
-
-    def _per_member(self, values: torch.Tensor) -> list[torch.Tensor]:
-        """A ``[K]`` vector as one broadcastable view per parameter."""
-        p0 = self.params[0]
-        v = values.to(p0.dtype).to(p0.device)
-        return [v.view((-1,) + (1,) * (p.dim() - 1)) for p in self.params]
-
-    def _step_some(self, active: torch.Tensor) -> None:
-        """Only the active members step; the others keep parameters and moments."""
-        b1, b2 = self.betas
-        stepped = self.steps > 0  # a member that never stepped (no batch yet) keeps finite, unused scalars
-        bc1 = torch.where(stepped, 1 - b1 ** self.steps, 1.0)
-        bc2_sqrt = torch.where(stepped, (1 - b2 ** self.steps).sqrt(), 1.0)
-        step_size = torch.where(active, self.lr / bc1, 0.0)
-        for p, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq):
-            shape = (-1,) + (1,) * (p.dim() - 1)
-            on = active.view(shape).to(p.device)
-            g = p.grad if self.weight_decay == 0 else p.grad.add(p, alpha=self.weight_decay)
-            m.copy_(torch.where(on, m.lerp(g, 1 - b1), m))
-            v.copy_(torch.where(on, v * b2 + (1 - b2) * g * g, v))
-            denom = v.sqrt() / bc2_sqrt.to(p.dtype).view(shape).to(p.device) + self.eps
-            p.sub_(step_size.to(p.dtype).view(shape).to(p.device) * m / denom)
+            torch._foreach_addcdiv_(params, exp_avg, denom, value=-self.lr / (1 - b1 ** n))
 
     def member_state(self, k: int, template: dict) -> dict:
         """Member ``k``'s moments as a solo ``torch.optim.Adam.state_dict()`` (``template``:
@@ -119,63 +92,67 @@ class PackedAdam:
             self.steps[k] = float(first["step"]) if first else 0.0
 
 
-def clip_members(params: list[torch.Tensor], max_norm: float) -> None:
-    """``torch.nn.utils.clip_grad_norm_`` per member: each member's gradient scaled by
-    ``max_norm / (its global norm + 1e-6)``, at most 1."""
-    grads = [p.grad for p in params]
-    sq = torch.stack([g.flatten(1).pow(2).sum(dim=1, dtype=torch.float32) for g in grads]).sum(dim=0)
-    coef = (max_norm / (sq.sqrt() + 1e-6)).clamp(max=1.0).to(grads[0].dtype)
-    torch._foreach_mul_(grads, [coef.view((-1,) + (1,) * (g.dim() - 1)) for g in grads])
+@torch.no_grad()
+def clip_members(params: list[torch.Tensor], max_norm: float, members: list[int] | None = None) -> None:
+    """``torch.nn.utils.clip_grad_norm_(foreach=True)`` per member (``members``: which; all
+    by default): each member's gradient scaled by ``max_norm / (its global norm + 1e-6)``, at
+    most 1, computed from its own slices only."""
+    for k in range(params[0].shape[0]) if members is None else members:
+        grads = [p.grad[k] for p in params]
+        total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+        torch._foreach_mul_(grads, (max_norm / (total + 1e-6)).clamp(max=1.0))
 
 
-def packed_step(model: PackedModel, optimizer: PackedAdam, tokens: torch.Tensor, mask: torch.Tensor,
+Chunk = tuple[slice, torch.Tensor, torch.Tensor]  # members, their tokens [k, B, T, D] and mask [k, B, T]
+
+
+def packed_step(model: PackedModel, optimizer: PackedAdam, chunks: list[Chunk],
                 losses: Callable[[torch.Tensor, slice], torch.Tensor], active: torch.Tensor,
-                grad_clip: float, chunk: int, forward: Callable | None = None) -> torch.Tensor:
-    """One training step of every member: forward, ``losses(logits, members)`` (each
-    member's loss, ``[len(members)]``), backward, per-member clipping (``grad_clip`` > 0),
-    ``optimizer.step(active)``; returns the losses ``[K]`` (detached).
+                grad_clip: float, forward: Callable | None = None) -> torch.Tensor:
+    """One training step of the active members: per chunk of members, forward,
+    ``losses(logits, members)`` (each member's loss, ``[len(members)]``) and backward; then
+    per-member clipping (``grad_clip`` > 0) and ``optimizer.step(active)``. Returns the
+    losses ``[K]`` (detached; 0 for members in no chunk).
 
-    Forward and backward run ``chunk`` members at a time (the rest of the step, all at
-    once): a chunk's activations stay in the CPU's cache between the operations that make
-    and use them, where K members' would not. The members are independent, so the
-    gradients are the same whatever the chunk. ``forward``: ``model.forward`` or a compiled
-    one (``torch.compile``), called as ``forward(params, tokens, mask)``."""
+    The members are independent, so a member's gradient is the same whatever the chunk as
+    far as the maths goes; a chunk of one on its own batch (``PackedFitter`` on CPU) is also
+    the same bit for bit. ``forward``: ``model.forward`` or a compiled one
+    (``torch.compile``), called as ``forward(params, tokens, mask)``."""
     params, k = model.parameters(), model.k
     forward = forward or model.forward
-    out = []
-    if chunk >= k:
-        for p in params:
+    out = torch.zeros(k)
+    whole = len(chunks) == 1 and chunks[0][0] == slice(0, k)
+    for p in params:
+        if whole:
             p.grad = None
-        loss = losses(forward(model.params, tokens, mask), slice(0, k))
-        loss.sum().backward()
-        out.append(loss.detach())
-    else:
-        for p in params:
-            if p.grad is None:
-                p.grad = torch.empty_like(p)
-        for start in range(0, k, chunk):
-            members = slice(start, min(start + chunk, k))
+        elif p.grad is None:
+            p.grad = torch.zeros_like(p)
+        else:
+            p.grad.zero_()
+    for members, tokens, mask in chunks:
+        if whole:
+            loss = losses(forward(model.params, tokens, mask), members)
+            loss.sum().backward()
+        else:
             leaves = {n: p.detach()[members].requires_grad_() for n, p in zip(model.names, params)}
-            loss = losses(forward(leaves, tokens[members], mask[members]), members)
+            loss = losses(forward(leaves, tokens, mask), members)
             grads = torch.autograd.grad(loss.sum(), list(leaves.values()))
             for p, g in zip(params, grads):
                 p.grad[members].copy_(g)
-            out.append(loss.detach())
+        out[members] = loss.detach().cpu()
+    stepping = active.nonzero().flatten().tolist()
     if grad_clip > 0:
-        clip_members(params, grad_clip)
+        clip_members(params, grad_clip, stepping)
     optimizer.step(active)
-    return torch.cat(out)
+    return out
 
 
-def default_chunk(k: int, batch: int, frames: int, device: torch.device) -> int:
-    """Members per forward/backward chunk: on CPU about ``CHUNK_TOKENS`` tokens (the
-    measured best, bench/train_throughput.py); elsewhere all ``k`` at once."""
-    if device.type != "cpu":
-        return k
-    return max(1, min(k, CHUNK_TOKENS // max(1, batch * frames)))
-
-
-CHUNK_TOKENS = 1024  # one member at batch 32 x 32 tokens: measured as fast as two, or faster
+def default_chunk(k: int, device: torch.device) -> int:
+    """Members per forward/backward: one on CPU, each on its own batch, so that a member's
+    arithmetic is its alone (the same in any pack, and as its solo trial's), at a measured
+    7-14 % per member step at N = 4-8 against larger chunks (docs/PERFORMANCE.md); all ``k``
+    at once elsewhere, where one small member leaves a GPU idle."""
+    return 1 if device.type == "cpu" else k
 
 
 class PackedFitter:
@@ -225,16 +202,23 @@ class PackedFitter:
         self.optimizer.lr = lr = learning_rate(self.cfg, epoch)
         orders = [np.random.default_rng([s, epoch]).permutation(len(t)) for s, t in zip(self.seeds, self.trains)]
         totals, counts = np.zeros(k), np.zeros(k)
+        chunk = self.chunk or default_chunk(k, self.trains[0].tokens.device)
         for start in range(0, max(len(o) for o in orders), bs):
             batch = [o[start: start + bs] for o in orders]
-            tokens, mask, labels, valid = self._batch(batch)
-            active = torch.tensor([len(b) > 0 for b in batch])
-            chunk = self.chunk or default_chunk(k, tokens.shape[1], tokens.shape[2], tokens.device)
-            losses = packed_step(self.model, self.optimizer, tokens, mask,
-                                 lambda logits, m: self._losses(logits, labels[m], valid[m], m),
-                                 active, self.cfg.grad_clip, chunk)
             n = np.array([len(b) for b in batch])
-            totals += losses.cpu().numpy() * n
+            active = torch.from_numpy(n > 0)
+            chunks, labels, valid = [], {}, {}
+            for first in range(0, k, chunk):
+                members = [m for m in range(first, min(first + chunk, k)) if n[m]]
+                if not members:
+                    continue
+                members = slice(members[0], members[-1] + 1)
+                tokens, mask, labels[members.start], valid[members.start] = self._batch(batch, members)
+                chunks.append((members, tokens, mask))
+            losses = packed_step(self.model, self.optimizer, chunks,
+                                 lambda logits, m: self._losses(logits, labels[m.start], valid[m.start], m),
+                                 active, self.cfg.grad_clip)
+            totals += losses.numpy() * n
             counts += n
         logs = []
         for i, ev in enumerate(self._validate()):
@@ -249,18 +233,25 @@ class PackedFitter:
             logs.append(EpochLog(epoch, lr, float(totals[i] / max(counts[i], 1)), val, is_best))
         return logs
 
-    def _batch(self, batch: list[np.ndarray]):
-        """The members' batches as one ``[K, B, T, D]``, cut to the pack's longest clip and
-        padded to its largest batch (padding rows are not ``valid``: they count nowhere)."""
+    def _batch(self, batch: list[np.ndarray], members: slice):
+        """The ``members``' batches as one ``[k, B, T, D]``, cut to their longest clip and
+        padded to their largest batch (padding rows are not ``valid``: they count nowhere).
+        A chunk of one member is its batch exactly, as its solo trial cuts it."""
+        batch = batch[members]
         k, b = len(batch), max(len(x) for x in batch)
-        dev = self.trains[0].tokens.device
+        trains = self.trains[members]
+        dev = trains[0].tokens.device
         idx = [torch.from_numpy(x).to(dev) for x in batch]
-        t = max([int(d.mask[i].sum(dim=1).max()) for d, i in zip(self.trains, idx) if len(i)])
+        t = max([int(d.mask[i].sum(dim=1).max()) for d, i in zip(trains, idx) if len(i)])
+        if k == 1:
+            d, i = trains[0], idx[0]
+            return (d.tokens[i, :t][None], d.mask[i, :t][None], d.labels[i][None],
+                    torch.ones(1, b, dtype=torch.bool, device=dev))
         tokens = torch.zeros(k, b, t, self.token_dim, device=dev)
         mask = torch.zeros(k, b, t, dtype=torch.bool, device=dev)
         labels = torch.zeros(k, b, dtype=torch.int64, device=dev)
         valid = torch.zeros(k, b, dtype=torch.bool, device=dev)
-        for m, (d, i) in enumerate(zip(self.trains, idx)):
+        for m, (d, i) in enumerate(zip(trains, idx)):
             n = len(i)
             if n:
                 tt = min(t, d.tokens.shape[1])
@@ -285,11 +276,18 @@ class PackedFitter:
 
     @torch.no_grad()
     def _validate(self) -> list[Evaluation]:
-        """Each member on its own validation set; one packed pass when they share one."""
-        if all(v is self.vals[0] for v in self.vals):
-            return _evaluate_packed(self.model, self.vals[0], self.num_classes)
-        return [evaluate(self.model.member_model(i, self.token_dim, self.num_classes), v, self.num_classes)
-                for i, v in enumerate(self.vals)]
+        """Each member on its own validation set, by the packed forward pass: members that
+        share a set (an ablation's) a chunk at a time (``default_chunk``: one on CPU)."""
+        k = len(self.seeds)
+        chunk = self.chunk or default_chunk(k, self.vals[0].tokens.device)
+        out: list[Evaluation] = []
+        while len(out) < k:
+            first = len(out)
+            last = first + 1
+            while last < k and last - first < chunk and self.vals[last] is self.vals[first]:
+                last += 1
+            out += _evaluate_packed(self.model, slice(first, last), self.vals[first], self.num_classes)
+        return out
 
     def selected_model(self, k: int) -> nn.Module:
         """Member ``k`` with the parameters of its best validation epoch (a solo model)."""
@@ -301,18 +299,15 @@ class PackedFitter:
         return model
 
 
-def _evaluate_packed(model: PackedModel, data: SplitData, num_classes: int) -> list[Evaluation]:
-    """``fit.evaluate`` for every member on the same data, in packed passes."""
+def _evaluate_packed(model: PackedModel, members: slice, data: SplitData, num_classes: int) -> list[Evaluation]:
+    """``fit.evaluate`` for the ``members`` on the same data, in one packed pass per batch."""
+    params = {n: v[members] for n, v in model.params.items()}
+    k = members.stop - members.start
     preds = []
     for start in range(0, len(data), EVAL_BATCH):
         sl = slice(start, start + EVAL_BATCH)
         tokens, mask = data.tokens[sl], data.mask[sl]
-        k = model.k
-        chunk = default_chunk(k, tokens.shape[0], tokens.shape[1], tokens.device)
-        logits = torch.cat([model.forward({n: v[m] for n, v in model.params.items()},
-                                          tokens.expand(m.stop - m.start, *tokens.shape),
-                                          mask.expand(m.stop - m.start, *mask.shape))
-                            for m in (slice(i, min(i + chunk, k)) for i in range(0, k, chunk))])
+        logits = model.forward(params, tokens.expand(k, *tokens.shape), mask.expand(k, *mask.shape))
         preds.append(logits.argmax(dim=2).cpu())
     pred = torch.cat(preds, dim=1).numpy()
     truth = data.labels.cpu().numpy()
@@ -322,3 +317,34 @@ def _evaluate_packed(model: PackedModel, data: SplitData, num_classes: int) -> l
         out.append(Evaluation(scores_from_confusion(cm), p, cm))
     return out
 
+
+class PackOfOne:
+    """A solo trial trained as a pack of one, behind ``fit.Fitter``'s interface (``epochs()``
+    yields one ``EpochLog`` per epoch; ``state``, ``train``, ``selected_model()``): the same
+    kernels, in the same order, as the seed gets in any pack, so on CPU a solo trial and its
+    packed run are the same numbers, bit for bit (tests/trainables/test_packed_fit.py)."""
+
+    def __init__(self, model: nn.Module, cfg: TrainConfig, seed: int, num_classes: int, train: SplitData,
+                 val: SplitData, state: FitState | None = None):
+        self.pack = PackedFitter([model], cfg, [seed], num_classes, [train], [val], [state])
+        self.train = train
+
+    @property
+    def state(self) -> FitState:
+        return self.pack.states[0]
+
+    def epochs(self):
+        for logs in self.pack.epochs():
+            yield logs[0]
+
+    def selected_model(self) -> nn.Module:
+        return self.pack.selected_model(0)
+
+
+def solo_fitter(model: nn.Module, cfg: TrainConfig, seed: int, num_classes: int, train: SplitData,
+                val: SplitData, state: FitState | None = None) -> "Fitter | PackOfOne":
+    """What trains a solo trial: ``PackOfOne`` (so it equals its packed runs), or
+    ``fit.Fitter`` where a pack cannot train the model (dropout: ``PackedModel``)."""
+    if isinstance(model, EvolutionTransformer) and not model.config.dropout:
+        return PackOfOne(model, cfg, seed, num_classes, train, val, state)
+    return Fitter(model, cfg, seed, num_classes, train, val, state)

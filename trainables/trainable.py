@@ -48,6 +48,7 @@ from trainables.data import SplitData, fit_to_store, frame_limit, load_split
 from trainables.device import trial_device
 from trainables.fit import FitState, Fitter, LeakageError, evaluate
 from trainables.model import create_model
+from trainables.packed_fit import PackOfOne, solo_fitter
 from trainables.run_params import fit_params
 from trainables.tracking import TrackingConfig, TrialRun
 
@@ -242,7 +243,7 @@ def _train(trial: TrialConfig, roles: Roles, labels: LabelMap, classes: np.ndarr
     torch.manual_seed(trial.seed)
     model = create_model(trial.model, train.token_dim, num_classes).to(device)
     state = _restore(run)
-    fitter = Fitter(model, trial.train, trial.seed, num_classes, train, val, state)
+    fitter = solo_fitter(model, trial.train, trial.seed, num_classes, train, val, state)
     every = max(1, int(config.get("checkpoint_every", 5)))
     last = trial.train.epochs
     closing = lambda: _test(fitter, roles, labels, data, trial, bool(config.get("save_model")),  # noqa: E731
@@ -279,7 +280,7 @@ def metric_prefix(name: str) -> str:
     return f"{name}_" if name.startswith("test") else f"test_{name}_"
 
 
-def _test(fitter: Fitter, roles: Roles, labels: LabelMap, data, trial: TrialConfig, save_model: bool,
+def _test(fitter: "Fitter | PackOfOne", roles: Roles, labels: LabelMap, data, trial: TrialConfig, save_model: bool,
           run_name: str = ""):
     """The selected (best-validation) parameters on each test set — the only time test data
     is loaded. Returns the final metrics and the run's closing artifacts (per test set its

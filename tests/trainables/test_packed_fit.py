@@ -16,8 +16,9 @@ from trainables.config import TrainConfig
 from trainables.data import SplitData
 from trainables.fit import Fitter
 from trainables.model import EvolutionTransformer, ModelConfig
-from trainables import packed_fit, packed_model
-from trainables.packed_fit import PackedAdam, PackedFitter, clip_members
+from trainables import packed_model
+from trainables.fit import FitState
+from trainables.packed_fit import PackedAdam, PackedFitter, PackOfOne, clip_members, solo_fitter
 
 CFG = ModelConfig(dim=16, depth=2, heads=2, dim_head=8, mlp_dim=16, max_frames=12)
 TOL = dict(rtol=1e-4, atol=1e-5)  # torch.testing
@@ -52,17 +53,16 @@ def _solo(seed, cfg, train, val, state=None, stop=None):
     return f, logs
 
 
-@pytest.mark.parametrize("class_weight,chunk,chunk_tokens,attention", [
-    ("none", None, None, "hand"), ("balanced", None, None, "hand"), ("balanced", 2, None, "hand"),
-    ("none", None, 1, "hand"), ("balanced", None, None, "sdpa")])
-def test_members_equal_their_solo_trials(class_weight, chunk, chunk_tokens, attention, monkeypatch):
-    """``chunk``: members per forward/backward in training (None: ``default_chunk``, here
-    all 3 at once; 2: a chunk of two and one of one); ``chunk_tokens`` 1: the default
-    chunk is one member, in training and in validation; ``attention``: the packed forward's
-    hand-written attention (CPU's) or SDPA's (other devices')."""
+@pytest.mark.parametrize("class_weight,chunk,attention", [
+    ("none", None, "hand"), ("balanced", None, "hand"), ("balanced", 2, "hand"), ("none", 3, "hand"),
+    ("balanced", 3, "sdpa")])
+def test_the_packed_arithmetic_equals_the_reference_fitter(class_weight, chunk, attention, monkeypatch):
+    """``fit.Fitter`` (the solo ``nn.Module``, what trains a model with dropout) and a pack
+    compute the same functions: to float tolerance. ``chunk``: members per forward/backward
+    in training and validation (None: ``default_chunk``, one on CPU; 2: a chunk of two and
+    one of one; 3: all at once, batches padded to the chunk's, as on a GPU); ``attention``:
+    the packed forward's hand-written attention (CPU's) or SDPA's (other devices')."""
     torch.set_num_threads(1)
-    if chunk_tokens:
-        monkeypatch.setattr(packed_fit, "CHUNK_TOKENS", chunk_tokens)
     if attention == "sdpa":
         monkeypatch.setattr(packed_model, "HAND_ATTENTION_DEVICES", ())
     cfg = TrainConfig(epochs=5, batch_size=8, lr=0.01, weight_decay=1e-3, grad_clip=0.5, class_weight=class_weight)
@@ -84,6 +84,41 @@ def test_members_equal_their_solo_trials(class_weight, chunk, chunk_tokens, atte
             torch.testing.assert_close(pack.states[k].model[name], value, **TOL)
 
 
+def _bitwise(a: FitState, b: FitState) -> None:
+    assert (a.epoch, a.best_epoch, a.best_val_uf1) == (b.epoch, b.best_epoch, b.best_val_uf1)
+    for x, y in ((a.model, b.model), (a.best_model, b.best_model)):
+        assert all(torch.equal(x[n], y[n]) for n in x), "parameters differ"
+    for i, s in a.optimizer["state"].items():
+        assert all(torch.equal(s[f], b.optimizer["state"][i][f]) for f in s), "Adam's state differs"
+
+
+def test_a_member_is_its_solo_trial_bit_for_bit_in_any_pack():
+    """What trains a solo trial (``solo_fitter``: a pack of one) and the same seed in packs of
+    2 and 3, in any position, give the same numbers to the last bit, every epoch: the other
+    members' batches, lengths, step counts and validation sets change nothing. Ragged train
+    sets (5, 4 and 6 batches: members skip steps), clips of 4-12 frames, class weights,
+    clipping, weight decay, and each member validated on its own set or on a shared one."""
+    torch.set_num_threads(1)
+    cfg = TrainConfig(epochs=5, batch_size=8, lr=0.01, weight_decay=1e-3, grad_clip=0.5, class_weight="balanced")
+    seeds = [3, 7, 11]
+    trains = [_split("train", n, 100 + i) for i, n in enumerate((37, 29, 45))]
+    shared = _split("validation", 30, 999)
+    own = [_split("validation", n, 900 + i) for i, n in enumerate((30, 17, 22))]
+    for vals in ([shared] * 3, own):
+        solos = []
+        for s, t, v in zip(seeds, trains, vals):
+            f = solo_fitter(_member(s), cfg, s, 3, t, v)
+            assert isinstance(f, PackOfOne)
+            solos.append((f, [log.train_loss for log in f.epochs()]))
+        for members in ([0, 1], [1, 0], [2, 0, 1], [0, 1, 2]):
+            pack = PackedFitter([_member(seeds[m]) for m in members], cfg, [seeds[m] for m in members], 3,
+                                [trains[m] for m in members], [vals[m] for m in members])
+            losses = [[log.train_loss for log in logs] for logs in zip(*pack.epochs())]
+            for i, m in enumerate(members):
+                assert losses[i] == solos[m][1], f"seed {seeds[m]} in pack {members}"
+                _bitwise(pack.states[i], solos[m][0].state)
+
+
 def test_a_pack_resumes_from_its_members_checkpoints():
     """Members checkpointed at epoch 2 (their solo FitStates) continue as their solo trials
     resumed from the same epoch do; a solo Fitter takes a member's state as its own."""
@@ -95,8 +130,6 @@ def test_a_pack_resumes_from_its_members_checkpoints():
         if logs[0].epoch == 2:
             break
     saved = [copy.deepcopy(dataclasses.asdict(s)) for s in pack.states]
-    from trainables.fit import FitState
-
     resumed = PackedFitter([_member(s) for s in seeds], cfg, seeds, 3, trains, [val, val],
                            [FitState(**s) for s in saved])
     rest = list(resumed.epochs())
