@@ -9,8 +9,9 @@ command as a user runs it: Ray start, every trial, MLflow runs, the report.
 Prints, per mode: trials trained, wall seconds, trials per minute, the packed run's
 speed-up over solo, and the largest memory a Ray Tune trial's worker process held (RSS and
 PSS, sampled every 2 s from /proc: PSS shares the pages it shares with other processes);
-then how far apart the two Table 4s are (mean UF1 and UAR per N, in
-percentage points: float summation order only, see docs/PERFORMANCE.md).
+then how many packed runs equal their solo runs to the last bit (best epoch, best validation
+UF1, every test metric; on CPU all of them should, docs/PERFORMANCE.md) and how far apart the
+two Table 4s are (mean UF1 and UAR per N, in percentage points).
 
 Usage: .venv/bin/python bench/ablation_end_to_end.py [--benchmark default|dfme-size] [--seeds 30]
        [--store PATH] [--lengths 4,8,12,16,all] [--epochs 16] [--pack auto] [--order solo,packed] [--workdir DIR]
@@ -89,6 +90,27 @@ def run(mode: str, pack: str, args, workdir: Path) -> dict:
             "pack": int(packs.group(2)) if packs else 1, "table": table, "rss": memory.rss, "pss": memory.pss}
 
 
+def compare_runs(workdir: Path) -> tuple[int, list[str]]:
+    """Packed trial runs against solo ones of the same name: how many have the very same
+    best epoch, best validation UF1 and test metrics; the names of those that do not."""
+    from mlflow import MlflowClient
+
+    from orchestrator.workdir import Workdir
+
+    client = MlflowClient(Workdir.resolve(workdir).tracking_uri)
+
+    def final(name: str) -> dict[str, dict]:
+        exp = client.get_experiment_by_name(f"bench-{name}")
+        runs = client.search_runs([exp.experiment_id], filter_string="tags.`orch.run_kind` = 'trial'",
+                                  max_results=5000)
+        return {r.info.run_name: {k: v for k, v in r.data.metrics.items()
+                                  if k in ("best_epoch", "best_val_uf1") or k.startswith("test")} for r in runs}
+
+    solo, packed = final("solo"), final("packed")
+    differ = sorted(n for n in solo if packed.get(n) != solo[n])
+    return len(solo) - len(differ), differ
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--benchmark", default="default")
@@ -129,6 +151,9 @@ def main() -> None:
             for k in ("uf1_mean", "uar_mean"):
                 worst = max(worst, abs(float(row[k]) - float(other[k])))
         print(f"Table 4, packed vs solo: largest difference of a mean UF1/UAR {worst * 100:.4f} pp")
+        same, differ = compare_runs(args.workdir)
+        print(f"runs equal to their solo run to the last bit (best epoch, best val UF1, test metrics): "
+              f"{same} of {same + len(differ)}" + (f"; differ: {', '.join(differ)}" if differ else ""))
     if tmp is not None:
         tmp.cleanup()
 

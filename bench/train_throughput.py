@@ -143,8 +143,10 @@ class CompiledUpdate:
         self.fn = torch.compile(_clip_and_adam, fullgraph=True, dynamic=False)
         self.lr = torch.tensor(adam.lr, dtype=torch.float64)
 
-    def step(self, active):
+    def step(self, members):
         a = self.adam
+        active = torch.zeros(a.steps.shape[0], dtype=torch.bool)
+        active[members] = True
         a.steps += active.to(a.steps.dtype)
         self.fn(a.params, [p.grad for p in a.params], a.exp_avg, a.exp_avg_sq, a.steps, active, self.lr,
                 self.max_norm, a.betas[0], a.betas[1], a.eps, a.weight_decay)

@@ -36,7 +36,7 @@ from trainables.packed_model import PackedModel
 
 class PackedAdam:
     """``torch.optim.Adam`` (L2 ``weight_decay``, no amsgrad, ``foreach``) over stacked
-    parameters with one step count per member; ``step(active)`` updates the active members.
+    parameters with one step count per member; ``step(members)`` updates those members.
 
     Each member is updated on its own slices with its own step count, by the ops and in the
     order ``torch.optim.Adam(foreach=True)`` uses: so a member's update is the same whatever
@@ -52,9 +52,9 @@ class PackedAdam:
         self.exp_avg_sq = [torch.zeros_like(p) for p in params]
 
     @torch.no_grad()
-    def step(self, active: torch.Tensor) -> None:
+    def step(self, members: list[int]) -> None:
         b1, b2 = self.betas
-        for k in active.nonzero().flatten().tolist():
+        for k in members:
             self.steps[k] += 1
             n = float(self.steps[k])
             params = [p[k] for p in self.params]
@@ -111,7 +111,8 @@ def packed_step(model: PackedModel, optimizer: PackedAdam, chunks: list[Chunk],
                 grad_clip: float, forward: Callable | None = None) -> torch.Tensor:
     """One training step of the active members: per chunk of members, forward,
     ``losses(logits, members)`` (each member's loss, ``[len(members)]``) and backward; then
-    per-member clipping (``grad_clip`` > 0) and ``optimizer.step(active)``. Returns the
+    per-member clipping (``grad_clip`` > 0) and Adam's step of the chunk's active members
+    (``active``: ``[K]`` bools), before the next chunk. Returns the
     losses ``[K]`` (detached; 0 for members in no chunk).
 
     The members are independent, so a member's gradient is the same whatever the chunk as
@@ -125,10 +126,8 @@ def packed_step(model: PackedModel, optimizer: PackedAdam, chunks: list[Chunk],
     for p in params:
         if whole:
             p.grad = None
-        elif p.grad is None:
-            p.grad = torch.zeros_like(p)
-        else:
-            p.grad.zero_()
+        elif p.grad is None or p.grad.shape != p.shape:
+            p.grad = torch.zeros_like(p)  # each chunk writes its members' slices
     for members, tokens, mask in chunks:
         if whole:
             loss = losses(forward(model.params, tokens, mask), members)
@@ -140,10 +139,12 @@ def packed_step(model: PackedModel, optimizer: PackedAdam, chunks: list[Chunk],
             for p, g in zip(params, grads):
                 p.grad[members].copy_(g)
         out[members] = loss.detach().cpu()
-    stepping = active.nonzero().flatten().tolist()
-    if grad_clip > 0:
-        clip_members(params, grad_clip, stepping)
-    optimizer.step(active)
+        # the chunk's members step now, while their parameters are still in cache; the next
+        # chunk reads other members' slices only
+        stepping = [m for m in range(members.start, members.stop) if active[m]]
+        if grad_clip > 0:
+            clip_members(params, grad_clip, stepping)
+        optimizer.step(stepping)
     return out
 
 
