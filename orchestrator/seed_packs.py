@@ -107,10 +107,10 @@ def pack_seconds(members: list[TrialPlan], frames: Callable[[TrialPlan], tuple[n
     frame counts of the plan's train and validation clips.
 
     A clip is its frames at the plan's length + 1 tokens. At all frames a batch is cut to
-    its longest clip, and a pack's batch holds every member's: a train clip counts as the
-    expected longest of ``len(members) x batch_size`` clips drawn from the train clips.
-    Validation clips count a third (forward only). Only the ratios between packs and to
-    ``TRIAL_OVERHEAD_S`` matter."""
+    its longest clip (on CPU each member's batch to its own: ``packed_fit``), so a train clip
+    counts as the expected longest of ``batch_size`` clips drawn from the train clips, and a
+    pack costs what its members cost alone. Validation clips count a third (forward only).
+    Only the ratios between packs and to ``TRIAL_OVERHEAD_S`` matter."""
     n = parse_length(members[0].length)
     tokens = 0.0
     for plan in members:
@@ -118,7 +118,7 @@ def pack_seconds(members: list[TrialPlan], frames: Callable[[TrialPlan], tuple[n
         if n is not None:
             tokens += (len(train) + len(val) / 3) * (n + 1)
         else:
-            tokens += len(train) * (_expected_longest(train, len(members) * batch_size) + 1) + (val + 1).sum() / 3
+            tokens += len(train) * (_expected_longest(train, batch_size) + 1) + (val + 1).sum() / 3
     return epochs * float(tokens) / TOKENS_PER_S
 
 

@@ -1,4 +1,4 @@
-"""The epoch loop of one trial: cross-entropy, Adam at the paper's initial learning rate with
+"""The epoch loop of one model, the reference: cross-entropy, Adam at the paper's initial learning rate with
 a cosine decay per epoch, model selection on the *validation* split only.
 
 The test split never enters the loop: ``Fitter`` accepts only data whose role is
@@ -9,6 +9,10 @@ called once, afterwards, with those parameters.
 Every random choice derives from the seed and the epoch number (initialisation from the
 seed; the epoch's data order and dropout from ``(seed, epoch)``), so a trial resumed from a
 checkpoint at epoch k continues exactly as the uninterrupted trial would.
+
+A trial trains with ``packed_fit.solo_fitter``: a pack of one, the same loop over the packed
+kernels, which a pack's members equal bit for bit; ``Fitter`` trains the models a pack
+cannot (dropout) and is what the packed loop is tested against, to float tolerance.
 """
 
 from __future__ import annotations

@@ -9,9 +9,15 @@ epoch has fewer batches than another's skips the steps it has no batch for), and
 best-validation epoch with its parameters. State goes in and out as one solo ``FitState``
 per member, so a member's checkpoint is its solo trial's.
 
-The only difference from K solo trials is float summation order (batched matmuls, batches
-padded to the pack's longest clip, padding masked out): a member's metrics equal its solo
-trial's to float tolerance (tests/trainables/test_packed_fit.py).
+A member's arithmetic is its own. On CPU each member runs forward and backward alone on its
+own batch (cut to its longest clip, as a solo trial cuts it), then clips and steps Adam on
+its own slices, with the ops of ``torch.optim.Adam(foreach=True)``. Nothing it computes
+sums over, pads to or is shaped by another member. A solo trial trains as a pack of one
+(``solo_fitter``, ``PackOfOne``), so a seed's numbers are the same, bit for bit, alone or in
+any pack of any size, at any position (tests/trainables/test_packed_fit.py). ``fit.Fitter``,
+the ``nn.Module`` reference that trains models with dropout, computes the same function to
+float tolerance (the same test file). On other devices a pack runs all members at once,
+padded to the pack's batch: equal to solo to float tolerance, not bit for bit.
 """
 
 from __future__ import annotations

@@ -7,12 +7,13 @@ members' matmuls are batched matmuls (``baddbmm`` over ``[K, B·T, in]``) and at
 once over ``[K·heads·B, T, dim_head]`` (``attention``: by hand, head-major from projection
 to output, so no tensor of the size of q, k, v is ever permuted and copied): the same
 arithmetic as K solo models, in larger kernels. ``forward(params, ...)`` runs any slice of
-the members (``packed_fit.packed_step`` trains them a chunk at a time on CPU).
+the members (``packed_fit.packed_step`` trains them one at a time on CPU).
 
 The members stay what they are: ``PackedModel.from_members`` stacks K solo models (each
 initialised from its own seed), ``member_state(k)`` gives member k back as a solo
 ``state_dict``, and the forward pass computes the solo forward's function, layer by
-layer, so a member's outputs equal its solo model's up to float summation order. Imports
+layer, so a member's outputs equal the ``nn.Module``'s up to float summation order (a solo
+trial trains as a pack of one: ``packed_fit.solo_fitter``). Imports
 neither Ray nor MLflow.
 """
 

@@ -10,7 +10,8 @@ trained on, which select the epoch and which are reported on (``plan.roles``); t
 only resolves them to rows of the store.
 
 It opens the store (once per process; Ray reuses actors across trials), builds the train
-and validation tensors, trains with selection on validation, reports *validation* metrics
+and validation tensors, trains with selection on validation (``packed_fit.solo_fitter``: a
+pack of one, so that the seed's numbers are those it gets in any pack), reports *validation* metrics
 to Tune once per epoch (a checkpoint directory every ``checkpoint_every`` epochs and at the
 end), and keeps its own MLflow run (``tracking.TrialRun``). Test sets are loaded once,
 after the last epoch; their metrics go to MLflow only — Tune (its schedulers and

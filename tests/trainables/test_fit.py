@@ -121,6 +121,27 @@ def test_fitter_never_sees_the_test_split(tiny_store):
     Fitter(model, TrainConfig(epochs=1), 0, 7, train, val)  # the right roles are accepted
 
 
+@pytest.mark.parametrize("build", ["solo", "pack"])
+def test_what_trains_a_trial_never_sees_the_test_split(tiny_store, build):
+    """``solo_fitter`` (a solo trial: a pack of one) and ``PackedFitter`` (a pack) refuse
+    test data as training or validation data, for any member."""
+    from trainables.packed_fit import PackedFitter, solo_fitter
+
+    store = FrameStore(tiny_store)
+    train, val, test = _data(store, 4)
+    model = lambda: create_model(SMALL, train.token_dim, 7)  # noqa: E731
+    if build == "solo":
+        make = lambda t, v: solo_fitter(model(), TrainConfig(epochs=1), 0, 7, t, v)  # noqa: E731
+    else:
+        make = lambda t, v: PackedFitter([model(), model()], TrainConfig(epochs=1), [0, 1], 7,  # noqa: E731
+                                         [train, t], [val, v])
+    with pytest.raises(LeakageError, match="validation data given has role 'test'"):
+        make(train, test)
+    with pytest.raises(LeakageError, match="train data given has role 'test'"):
+        make(test, val)
+    make(train, val)  # the right roles are accepted
+
+
 def test_learning_rate_decreases_from_the_papers_initial_value():
     cfg = TrainConfig(epochs=10)
     lrs = [learning_rate(cfg, e) for e in range(1, 11)]

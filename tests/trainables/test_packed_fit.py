@@ -1,7 +1,9 @@
-"""A pack's members train exactly as their solo trials do (to float tolerance): same
-metrics every epoch, same best epoch, same parameters — with ragged members (train sets of
-different sizes, as the split protocol draws them per seed), class weights, clipping and
-weight decay on, and across a checkpoint (the members' solo FitStates) in the middle."""
+"""A pack's members train exactly as their solo trials do: bit for bit against what trains a
+solo trial (a pack of one), in any pack; to float tolerance against ``fit.Fitter``, the
+``nn.Module`` reference. Same metrics every epoch, same best epoch, same parameters — with
+ragged members (train sets of different sizes, as the split protocol draws them per seed),
+class weights, clipping and weight decay on, and across a checkpoint (the members' solo
+FitStates) in the middle."""
 
 from __future__ import annotations
 
