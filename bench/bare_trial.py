@@ -18,8 +18,9 @@ from ray import tune
 from storage.selection import Roles, label_map
 from storage.store import FrameStore
 from trainables.data import fit_to_store, frame_limit, load_split
-from trainables.fit import Fitter, evaluate
+from trainables.fit import evaluate
 from trainables.model import create_model
+from trainables.packed_fit import solo_fitter
 from trainables.trainable import trial_config
 
 
@@ -41,7 +42,7 @@ def bare_trial(config: dict) -> None:
     train, val = data(roles.train, "train"), data(roles.validation, "validation")
     torch.manual_seed(trial.seed)
     model = create_model(trial.model, train.token_dim, len(labels.classes))
-    fitter = Fitter(model, trial.train, trial.seed, len(labels.classes), train, val)
+    fitter = solo_fitter(model, trial.train, trial.seed, len(labels.classes), train, val)  # as the orch trial
     for log in fitter.epochs():
         if log.epoch == trial.train.epochs:
             selected = fitter.selected_model()

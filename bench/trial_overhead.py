@@ -8,7 +8,7 @@ Tune function trial doing the same training, both through Tune, on one Ray insta
   JSON + PNG), a checkpoint every ``checkpoint_every`` epochs and at the end, the final
   metrics, the run FINISHED, the parent closed;
 - bare: a plain function trial doing the same arithmetic — the same splits loaded with
-  ``load_split``, the same model and ``Fitter`` epochs, ``tune.report`` of the validation
+  ``load_split``, the same model and ``packed_fit.solo_fitter`` epochs, ``tune.report`` of the validation
   metrics each epoch, the test set evaluated with the selected parameters — and nothing else.
 
 Both: ``reuse_actors=True``, the same resources per trial, the same trials (the ablation
