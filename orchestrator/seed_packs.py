@@ -109,7 +109,8 @@ def pack_seconds(members: list[TrialPlan], frames: Callable[[TrialPlan], tuple[n
     A clip is its frames at the plan's length + 1 tokens. At all frames a batch is cut to
     its longest clip (on CPU each member's batch to its own: ``packed_fit``), so a train clip
     counts as the expected longest of ``batch_size`` clips drawn from the train clips, and a
-    pack costs what its members cost alone. Validation clips count a third (forward only).
+    pack costs what its members cost alone (on a GPU a pack is padded to all its members'
+    longest clip, which this does not price: there, give K). Validation clips count a third (forward only).
     Only the ratios between packs and to ``TRIAL_OVERHEAD_S`` matter."""
     n = parse_length(members[0].length)
     tokens = 0.0

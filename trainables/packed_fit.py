@@ -1,5 +1,5 @@
 """The epoch loop of a pack: K seeds of one configuration trained at once as a
-``PackedModel``, each member exactly as ``fit.Fitter`` trains it alone.
+``PackedModel``, each member exactly as it trains alone (a solo trial is a pack of one).
 
 What is per member, as in its solo trial: initialisation (the solo model built from its
 seed), data order (``(seed, epoch)``), its own train and validation data (the split
@@ -139,7 +139,9 @@ def packed_step(model: PackedModel, optimizer: PackedAdam, chunks: list[Chunk],
             loss = losses(forward(model.params, tokens, mask), members)
             loss.sum().backward()
         else:
-            leaves = {n: p.detach()[members].requires_grad_() for n, p in zip(model.names, params)}
+            # the chunk's own copies: a member's weights start where its solo model's do (on an
+            # aligned allocation), not at an offset into the stack that depends on its place
+            leaves = {n: p.detach()[members].clone().requires_grad_() for n, p in zip(model.names, params)}
             loss = losses(forward(leaves, tokens, mask), members)
             grads = torch.autograd.grad(loss.sum(), list(leaves.values()))
             for p, g in zip(params, grads):
@@ -165,8 +167,8 @@ def default_chunk(k: int, device: torch.device) -> int:
 class PackedFitter:
     """``Fitter`` for K members at once: ``epochs()`` yields one ``EpochLog`` per member per
     epoch; ``states[k]`` is member k's solo ``FitState``. ``chunk``: members per forward /
-    backward (``packed_step``); None: ``default_chunk`` of each batch (one member at a time
-    on CPU at the paper's sizes, all K elsewhere)."""
+    backward and validation (``packed_step``); None: ``default_chunk`` (one member at a time
+    on CPU, all K elsewhere)."""
 
     def __init__(self, members: list[nn.Module], cfg: TrainConfig, seeds: list[int], num_classes: int,
                  trains: list[SplitData], vals: list[SplitData], states: list[FitState | None] | None = None,
@@ -194,7 +196,7 @@ class PackedFitter:
                 self.optimizer.load_member(i, s.optimizer)
         self.class_weights = [class_weights(cfg.class_weight, t.labels, num_classes) for t in trains]
         self.token_dim = trains[0].token_dim
-        self.chunk = chunk  # members per forward/backward; None: default_chunk of each batch
+        self.chunk = chunk  # members per forward/backward; None: default_chunk
 
     @property
     def epoch(self) -> int:
