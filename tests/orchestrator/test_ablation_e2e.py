@@ -175,25 +175,31 @@ def _table4_from_mlflow_alone(wd: Path, runs, store: Path, written: dict[str, st
 
 
 def _counting(trained: str):
-    """The real trainable, its Fitter appending each epoch it actually trains to ``trained``."""
+    """The real trainable, what trains it (``solo_fitter``) appending each epoch it actually
+    trains to ``trained``."""
 
     def counting(config):
         from trainables import trainable as T
 
-        real = T.Fitter
+        real = T.solo_fitter
 
-        class Counting(real):
-            def _one_epoch(self, epoch):
-                log = super()._one_epoch(epoch)
-                with open(trained, "a") as f:
-                    f.write(f"{epoch}\n")
-                return log
+        def counted(*args, **kwargs):
+            fitter = real(*args, **kwargs)
+            epochs = fitter.epochs
 
-        T.Fitter = Counting
+            def logged():
+                for log in epochs():
+                    with open(trained, "a") as f:
+                        f.write(f"{log.epoch}\n")
+                    yield log
+            fitter.epochs = logged
+            return fitter
+
+        T.solo_fitter = counted
         try:
             return T.train_trial(config)
         finally:
-            T.Fitter = real
+            T.solo_fitter = real
 
     return counting
 
