@@ -220,16 +220,24 @@ def packs_of(exp: Experiment, plans: list[TrialPlan], fs: FrameStore, nodes: lis
     setting = exp.resources.pack_seeds
     if setting == 1:
         return seed_packs.pack(plans, 1)
-    if exp.trial.model.dropout:
+    if not any(packable(exp, p) for p in plans):  # all with dropout (a nested search's choices may differ per fold)
         if setting == seed_packs.AUTO:
             return seed_packs.pack(plans, 1)
-        raise CommandError(f"--pack-seeds {setting}: model.dropout is {exp.trial.model.dropout}; packed seeds need "
-                           f"dropout 0 (each member's dropout masks would have to follow its solo random stream)")
+        dropout = sorted({dropout_of(exp, p) for p in plans})
+        raise CommandError(f"--pack-seeds {setting}: model.dropout is {', '.join(f'{d:g}' for d in dropout)}; packed "
+                           f"seeds need dropout 0 (each member's dropout masks would have to follow its solo random "
+                           f"stream)")
     if setting != seed_packs.AUTO:
         return seed_packs.pack(plans, int(setting), lambda p: packable(exp, p))
     r = exp.resources
     nodes = nodes if nodes is not None else nodes_of(address)
     slots = sum(packing.trials_at_once(n, r.cpus_per_trial, r.gpus_per_trial) for n in nodes)
+    return seed_packs.balanced(plans, slots, training_seconds(exp, fs), lambda p: packable(exp, p))
+
+
+def training_seconds(exp: Experiment, fs: FrameStore):
+    """``seconds(members)``: a pack's (one plan: a solo trial's) estimated training time on
+    one CPU thread (``seed_packs.pack_seconds``, from the frame counts of its clips)."""
     classes = label_map(exp.trial.data.label_map, fs).class_indices(fs)
     counts, chosen = fs.column("frame_count"), {}
 
@@ -241,17 +249,35 @@ def packs_of(exp: Experiment, plans: list[TrialPlan], fs: FrameStore, nodes: lis
         return chosen[key]
 
     def seconds(members: list[TrialPlan]) -> float:
-        train = TrialConfig.from_dict(members[0].trial).train if members[0].trial else exp.trial.train
+        train = train_of(exp, members[0])
         return seed_packs.pack_seconds(members, frames, train.epochs, train.batch_size)
 
-    return seed_packs.balanced(plans, slots, seconds, lambda p: packable(exp, p))
+    return seconds
+
+
+def train_of(exp: Experiment, plan: TrialPlan):
+    """The training settings a plan trains with: its own config's (a nested search's choice)
+    or the experiment's."""
+    return TrialConfig.from_dict(plan.trial).train if plan.trial else exp.trial.train
+
+
+def epoch_costs(exp: Experiment, plans: list[TrialPlan], fs: FrameStore) -> dict[str, float]:
+    """Each plan's estimated cost of one epoch (seconds on one CPU thread), by name: what
+    the live progress weighs an epoch by (``progress.SweepProgress``)."""
+    seconds = training_seconds(exp, fs)
+    return {p.name: seconds([p]) / max(1, train_of(exp, p).epochs) for p in plans}
 
 
 def packable(exp: Experiment, plan: TrialPlan) -> bool:
     """Whether a plan's seeds may train as one model: its config (its own, a nested search's
     choice per fold, or the experiment's) has no dropout."""
+    return not dropout_of(exp, plan)
+
+
+def dropout_of(exp: Experiment, plan: TrialPlan) -> float:
+    """The dropout a plan trains with: its own config's, else the experiment's."""
     model = plan.trial.get("model", {}) if plan.trial is not None else None
-    return not (model.get("dropout", 0.0) if model is not None else exp.trial.model.dropout)
+    return float(model.get("dropout", 0.0) if model is not None else exp.trial.model.dropout)
 
 
 def sweep(exp: Experiment, plans: list[TrialPlan], fs: FrameStore, wd: Workdir, console: Console,
@@ -259,9 +285,10 @@ def sweep(exp: Experiment, plans: list[TrialPlan], fs: FrameStore, wd: Workdir, 
           reuse_across_versions: bool = False) -> SweepOutcome:
     try:
         packs = None if search is not None else packs_of(exp, plans, fs, address=address)
+        costs = epoch_costs(exp, plans, fs) if show_progress and search is None else None
         return run_sweep(exp, plans, fs.fingerprint, wd, address=address, console=console,
                          show_progress=show_progress, search=search, reuse_across_versions=reuse_across_versions,
-                         packs=packs)
+                         packs=packs, epoch_costs=costs)
     except (ResourceError, StorageError, RestoreError, DeletedExperiment) as e:
         raise CommandError(str(e)) from None
 

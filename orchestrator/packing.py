@@ -50,8 +50,8 @@ def plan_lines(nodes: list[Node], cpus_per_trial: float, gpus_per_trial: float, 
             how = ""
         lines.append(f"  {node.name}: {node.cpus:g} CPU{gpu} -> {k} trial{'s' if k != 1 else ''} at once{how}")
     if total:
-        lines.append(f"  in all {total} trials at once: {math.ceil(n_trials / total)} round"
-                     f"{'s' if math.ceil(n_trials / total) != 1 else ''} of {n_trials} trials")
+        rounds = math.ceil(n_trials / total)
+        lines.append(f"  in all {total} trials at once: {n_trials} trials in {rounds} round{'s' if rounds != 1 else ''}")
     else:
         lines.append("  no node can take one trial: a real run stops with an error (or waits for the autoscaler "
                      "on a cluster)")

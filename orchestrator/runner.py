@@ -142,7 +142,8 @@ def run_sweep(exp: Experiment, plans: list[TrialPlan], store_fingerprint: str, w
               address: str | None = None, console: Console | None = None, show_progress: bool = True,
               trainable=train_trial, search: Search | None = None,
               reuse_across_versions: bool = False, command: str | None = None,
-              packs: list[list[TrialPlan]] | None = None) -> SweepOutcome:
+              packs: list[list[TrialPlan]] | None = None,
+              epoch_costs: dict[str, float] | None = None) -> SweepOutcome:
     """Every plan as one Ray Tune experiment (with ``search``: the one plan, ``samples``
     configurations drawn from the space, ASHA on a validation metric).
 
@@ -157,7 +158,10 @@ def run_sweep(exp: Experiment, plans: list[TrialPlan], store_fingerprint: str, w
     ``packs``: the plans as Tune trials, in the order Tune starts them (default: one each);
     a pack of several plans (seeds that differ in nothing else: ``orchestrator.seed_packs``)
     trains as one model (``trainables.pack_trial``) and each seed keeps its own run. A
-    search never packs (each of its trials is its own configuration)."""
+    search never packs (each of its trials is its own configuration).
+
+    ``epoch_costs``: each plan's estimated cost of an epoch by name, for the live progress's
+    bar and ETA (``execute.epoch_costs``; default: every epoch alike)."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # one checkpoint kept per trial forces an experiment snapshot per checkpoint; that is
     # intended here (small checkpoints, few trials per node), so Tune need not warn about it
@@ -217,7 +221,9 @@ def run_sweep(exp: Experiment, plans: list[TrialPlan], store_fingerprint: str, w
     search_knobs = {k: v for k, v in dataclasses.asdict(search).items() if k != "space"} if search else None
     tune_name = sweep_tune_name(exp.name, {**param_space, "search": search_knobs})
     progress = SweepProgress(n_trials, exp.trial.train.epochs, console=console, enabled=show_progress,
-                             packs=len(grid_plans) if len(grid_plans) < len(plans) and search is None else 0)
+                             packs=len(grid_plans) if len(grid_plans) < len(plans) and search is None else 0,
+                             epoch_costs=epoch_costs, trial_cost=seed_packs.TRIAL_OVERHEAD_S if epoch_costs else 0.0,
+                             tune_trials=len(grid_plans) if search is None else n_trials)
     parent = SweepParent.open(uri, experiment_id, sweep_key, exp, plans, n_trials, store_fingerprint, code,
                               reuse_across_versions, command or command_line(),
                               exp.name + ("-search" if search else ""))

@@ -19,7 +19,7 @@ def test_dry_run_lists_the_trials_and_runs_nothing(tiny_store, tmp_path):
     assert "9 trials = 3 seeds x 3 lengths (4, 16, all)" in said
     at_once = os.cpu_count() or 1
     rounds = -(-9 // at_once)
-    assert f"in all {at_once} trials at once: {rounds} round{'s' if rounds != 1 else ''} of 9 trials" in said
+    assert f"in all {at_once} trials at once: 9 trials in {rounds} round{'s' if rounds != 1 else ''}" in said
     assert "validation='test_A' (selects the epoch)" in said
     assert not wd.exists()  # nothing trained, logged or built: not even the workdir is made
 
@@ -43,7 +43,7 @@ def test_dry_run_shows_the_packs_of_seeds(tiny_store, tmp_path):
     assert "6 trials in 4 Ray Tune trials of 1-2 seeds" in said
     for pack in ("seed0-1-N4 (2)", "seed2-N4 (1)", "seed0-1-Nall (2)", "seed2-Nall (1)"):
         assert pack in said
-    assert "each Tune trial needs 1 CPU" in said and "of 4 trials" in said
+    assert "each Tune trial needs 1 CPU" in said and ": 4 trials in 2 rounds" in said
     assert not wd.exists()
 
 
@@ -98,3 +98,30 @@ def test_a_per_fold_config_with_dropout_runs_its_seeds_solo():
     packs = seed_packs.pack(plans, 2, lambda p: packable(exp, p))
     assert [[p.name for p in g] for g in packs] == [["fold-a-seed0-N4", "fold-a-seed1-N4"], ["fold-b-seed0-N4"],
                                                     ["fold-b-seed1-N4"]]
+
+
+def test_a_nested_search_that_chose_no_dropout_packs_though_the_base_config_has_it():
+    """``--pack-seeds K`` is refused only when every trial has dropout: a nested search's
+    per-fold choice, not the experiment's base config, is what a fold trains with."""
+    import dataclasses
+
+    import pytest
+
+    from orchestrator import execute
+    from orchestrator.experiment import Experiment
+    from orchestrator.protocols import TrialPlan
+    from storage.selection import Roles, Selection
+
+    base = Experiment(name="x")
+    exp = dataclasses.replace(base, resources=dataclasses.replace(base.resources, pack_seeds=2),
+                              trial=dataclasses.replace(base.trial, model=dataclasses.replace(base.trial.model,
+                                                                                               dropout=0.1)))
+    roles = Roles(Selection(("all",)), Selection(("all",)), {})
+
+    def plans(dropout: float):
+        return [TrialPlan(f"fold-a-seed{s}-N4", s, "4", "a", roles, trial={"model": {"dropout": dropout}})
+                for s in range(2)]
+
+    assert [len(g) for g in execute.packs_of(exp, plans(0.0), None)] == [2]
+    with pytest.raises(execute.CommandError, match="model.dropout is 0.2; packed seeds need dropout 0"):
+        execute.packs_of(exp, plans(0.2), None)

@@ -51,7 +51,7 @@ def test_quarter_gpus_pack_four_trials_per_gpu(gpu_cluster, tiny_store, tmp_path
     assert dry.returncode == 0, dry.stdout + dry.stderr
     said = " ".join(dry.stdout.split())
     assert said.count("8 CPU, 1 GPU -> 4 trials at once (4 per GPU)") == 2, said
-    assert "in all 8 trials at once: 1 round of 8 trials" in said
+    assert "in all 8 trials at once: 8 trials in 1 round" in said
 
     # CPU-only torch here: without the flag, a trial given a GPU refuses to start
     r = _orch(cluster, "ablation", "--seeds", "1", "--lengths", "4", "--epochs", "1", "--experiment", "refused", *common)

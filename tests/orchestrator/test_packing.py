@@ -17,6 +17,6 @@ def test_plan_lines_per_node_and_total():
     lines = plan_lines([Node("a", 4, 1), Node("b", 2, 0)], 1, 0.25, n_trials=10)
     assert lines[0] == "  a: 4 CPU, 1 GPU -> 4 trials at once (4 per GPU)"
     assert lines[1] == "  b: 2 CPU -> 0 trials at once (too small for one trial)"
-    assert lines[2] == "  in all 4 trials at once: 3 rounds of 10 trials"
+    assert lines[2] == "  in all 4 trials at once: 10 trials in 3 rounds"
     cpu_only = plan_lines([Node("this machine", 2, 0)], 1, 0, n_trials=3)
-    assert cpu_only == ["  this machine: 2 CPU -> 2 trials at once", "  in all 2 trials at once: 2 rounds of 3 trials"]
+    assert cpu_only == ["  this machine: 2 CPU -> 2 trials at once", "  in all 2 trials at once: 3 trials in 2 rounds"]
