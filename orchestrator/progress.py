@@ -7,7 +7,10 @@ Tune trial its fixed cost (``trial_cost``), so a sweep that starts with its cost
 few, slow epochs. The ETA is the work left at the rate of the work trained so far, timed
 from the first trial's start; work that was not trained (runs reused, a trial restored
 past its checkpoint, epochs an early stop or a failure skipped) is neither in that rate
-nor left to do."""
+nor left to do.
+
+Where the console is no terminal (a log file, ``nohup``, a batch job) the bar cannot redraw,
+so the same counts and ETA are printed as a plain line, at most once every ``every`` seconds."""
 
 from __future__ import annotations
 
@@ -28,11 +31,13 @@ class _Eta(ProgressColumn):
 
     def render(self, task) -> Text:
         left = self.progress.eta()
-        if left is None:
-            return Text("ETA -:--:--", style="progress.remaining")
-        m, s = divmod(int(round(left)), 60)
-        h, m = divmod(m, 60)
-        return Text(f"ETA {h}:{m:02d}:{s:02d}", style="progress.remaining")
+        return Text(f"ETA {_clock_text(left) if left is not None else '-:--:--'}", style="progress.remaining")
+
+
+def _clock_text(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}"
 
 
 class SweepProgress(Callback):
@@ -40,12 +45,13 @@ class SweepProgress(Callback):
 
     def __init__(self, n_trials: int, epochs: int, console: Console | None = None, enabled: bool = True,
                  packs: int = 0, epoch_costs: dict[str, float] | None = None, trial_cost: float = 0.0,
-                 tune_trials: int | None = None, clock=time.monotonic):
+                 tune_trials: int | None = None, clock=time.monotonic, every: float = 30.0):
         """``n_trials``: seeds to train (a pack of K counts K); ``packs``: the Tune trials they
         are packed into (0: not packed). ``epoch_costs``: one epoch's estimated cost of each
         plan by name (a pack's member or a solo trial; default: 1 each); ``trial_cost``: what
         each of the ``tune_trials`` Ray Tune trials (default ``n_trials``) costs besides its
-        epochs, in the same units."""
+        epochs, in the same units. ``every``: seconds between two plain progress lines where
+        the console is no terminal."""
         self.n_trials, self.epochs, self.packs = n_trials, epochs, packs
         self.done = self.failed = 0
         self.running: dict[str, int] = {}  # trial id -> its seeds
@@ -61,6 +67,9 @@ class SweepProgress(Callback):
         self._clock = clock
         self._t0: float | None = None  # the first trial's start
         self._deadline: float | None = None  # when the sweep ends at the rate of the last event
+        self.every = every
+        self._plain = console if enabled and console is not None and not console.is_terminal else None
+        self._last_line: float | None = None
         self._progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(),
             TextColumn("{task.fields[epochs]}/" + str(n_trials * epochs) + " epochs"), TimeElapsedColumn(),
@@ -98,15 +107,28 @@ class SweepProgress(Callback):
         if self._progress is not None:
             self._progress.update(self._task, completed=self.trained + self.skipped, epochs=self.epochs_done,
                                   description=self._describe())
+        if self._plain is not None and self._t0 is not None:
+            now = self._clock()
+            if self._last_line is None or now - self._last_line >= self.every:
+                self._last_line = now
+                self._plain.print(self.line(), soft_wrap=True, highlight=False)
+
+    def line(self) -> str:
+        """The progress as one plain line: counts, epochs, work done, elapsed and ETA."""
+        elapsed = self._clock() - self._t0 if self._t0 is not None else 0.0
+        done = (self.trained + self.skipped) / self.total_work * 100 if self.total_work else 100.0
+        eta = self.eta()
+        return (f"{self._describe()}; {self.epochs_done}/{self.n_trials * self.epochs} epochs, {done:.0f} % of the "
+                f"work; {_clock_text(elapsed)} elapsed, ETA {_clock_text(eta) if eta is not None else '-:--:--'}")
 
     # Tune pickles its run config (callbacks included) into the experiment folder; the live
     # display holds locks and a console, so it stays behind.
     def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k not in ("_progress", "_clock")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_progress", "_clock", "_plain")}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        self._progress, self._clock = None, time.monotonic
+        self._progress, self._clock, self._plain = None, time.monotonic, None
 
     def already_done(self, n: int) -> None:
         """``n`` trials finished before this driver started (a restored Tune experiment)."""

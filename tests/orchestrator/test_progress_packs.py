@@ -95,3 +95,27 @@ def test_the_eta_leaves_out_what_was_not_trained():
     p.on_trial_result(0, [], b, {"epoch": 3})  # restored past epoch 2: one epoch trained, in 10 s
     assert p.trained == 1.0 and p.skipped == 6.0
     assert p.eta() == 50.0  # 5 epochs left (b's 1, c's 4) at 10 s each
+
+
+def test_without_a_terminal_the_progress_is_a_plain_line_now_and_then():
+    """A log file gets the counts and the ETA as lines (the bar cannot redraw there), at most
+    one every ``every`` seconds."""
+    import io
+
+    from rich.console import Console
+
+    out, clock = io.StringIO(), [0.0]
+    p = SweepProgress(n_trials=2, epochs=4, console=Console(file=out, force_terminal=False, width=60),
+                      epoch_costs={"a": 1.0, "b": 3.0}, clock=lambda: clock[0], every=30.0)
+    a, b = _trial("a", 1), _trial("b", 1)
+    p.on_trial_start(0, [], a)
+    p.on_trial_start(0, [], b)
+    for e in range(1, 5):
+        clock[0] = 10.0 * e
+        p.on_trial_result(0, [], a, {"epoch": e})
+    p.on_trial_complete(0, [], a)
+    lines = out.getvalue().splitlines()
+    assert lines == [
+        "trials 0/2 done, 1 running, 0 failed; 0/8 epochs, 0 % of the work; 0:00:00 elapsed, ETA -:--:--",
+        "trials 0/2 done, 2 running, 0 failed; 3/8 epochs, 19 % of the work; 0:00:30 elapsed, ETA 0:02:10",
+    ], lines  # one line at the start, the next 30 s later: 3 of 16 units in 30 s, 13 left
