@@ -10,8 +10,9 @@ Prints, per mode: trials trained, wall seconds, trials per minute, the packed ru
 speed-up over solo, and the largest memory a Ray Tune trial's worker process held (RSS and
 PSS, sampled every 2 s from /proc: PSS shares the pages it shares with other processes);
 then how many packed runs equal their solo runs to the last bit (best epoch, best validation
-UF1, every test metric; on CPU all of them should, docs/PERFORMANCE.md) and how far apart the
-two Table 4s are (mean UF1 and UAR per N, in percentage points).
+UF1, every test metric; on CPU all of them should, docs/PERFORMANCE.md), how far apart the
+two Table 4s are (mean UF1 and UAR per N, in percentage points), and how right each
+command's ETA was (its progress lines, printed every 30 s, against the time truly left).
 
 Usage: .venv/bin/python bench/ablation_end_to_end.py [--benchmark default|dfme-size] [--seeds 30]
        [--store PATH] [--lengths 4,8,12,16,all] [--epochs 16] [--pack auto] [--order solo,packed] [--workdir DIR]
@@ -71,23 +72,57 @@ def run(mode: str, pack: str, args, workdir: Path) -> dict:
     where = ["--store", str(args.store)] if args.store else ["--benchmark", args.benchmark]
     cmd = [str(Path(sys.executable).parent / "orch"), "ablation", *where,
            "--seeds", str(args.seeds), "--lengths", args.lengths, "--epochs", str(args.epochs),
-           "--experiment", name, "--workdir", str(workdir), "--no-progress", "--pack-seeds", pack]
+           "--experiment", name, "--workdir", str(workdir), "--pack-seeds", pack]
     print(f"$ {' '.join(cmd)}", flush=True)
     t0 = time.perf_counter()
-    with WorkerMemory() as memory:
-        out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
+    lines: list[tuple[float, str]] = []  # each line of the command's output and when it came
+    with WorkerMemory() as memory, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                                    env={**os.environ, "COLUMNS": "200"}) as proc:
+        stderr: list[str] = []
+        err = threading.Thread(target=lambda: stderr.append(proc.stderr.read()))  # drained alongside stdout
+        err.start()
+        for line in proc.stdout:
+            lines.append((time.perf_counter() - t0, line))
+        err.join()
     seconds = time.perf_counter() - t0
-    if out.returncode != 0:
-        sys.exit(f"{mode}: exit {out.returncode}\n{out.stdout[-4000:]}\n{out.stderr[-4000:]}")
-    trained = re.search(r"(\d+) trained, (\d+) reused", out.stdout)
-    packs = re.search(r"in (\d+) Ray Tune trials of up to (\d+) seeds", " ".join(out.stdout.split()))
+    stdout = "".join(line for _, line in lines)
+    if proc.returncode != 0:
+        sys.exit(f"{mode}: exit {proc.returncode}\n{stdout[-4000:]}\n{''.join(stderr)[-4000:]}")
+    trained = re.search(r"(\d+) trained, (\d+) reused", stdout)
+    packs = re.search(r"in (\d+) Ray Tune trials of up to (\d+) seeds", " ".join(stdout.split()))
     table = {}
     with open(workdir / "reports" / name / "table4.csv") as f:
         for row in csv.DictReader(f):
             table[row["n_frames"]] = row
     return {"mode": mode, "seconds": seconds, "trained": int(trained.group(1)), "reused": int(trained.group(2)),
             "tune_trials": int(packs.group(1)) if packs else int(trained.group(1)),
-            "pack": int(packs.group(2)) if packs else 1, "table": table, "rss": memory.rss, "pss": memory.pss}
+            "pack": int(packs.group(2)) if packs else 1, "table": table, "rss": memory.rss, "pss": memory.pss,
+            "eta": eta_errors(lines)}
+
+
+def eta_errors(lines: list[tuple[float, str]], at=(0.1, 0.25, 0.5, 0.75)) -> str:
+    """How right the sweep's ETA was: its plain progress lines (printed every 30 s where the
+    output is no terminal) against the time truly left until the sweep ended (the progress
+    display's final render, printed when Tune's run returns), at the first line past each
+    fraction of the sweep's length in ``at``."""
+    shown = [(t, _seconds(m.group(1))) for t, line in lines
+             if (m := re.search(r"elapsed, ETA (\d+:\d\d:\d\d)", line))]
+    ends = [t for t, line in lines if re.search(r"epochs\s+\d+:\d\d:\d\d\s+ETA", line)]
+    if not shown or not ends:
+        return "no ETA shown"
+    start, end = shown[0][0], ends[-1]  # the first line comes at the first trial's start
+    out = []
+    for f in at:
+        later = [(t, eta) for t, eta in shown if t - start >= f * (end - start) and t < end]
+        if later:
+            t, eta = later[0]
+            out.append(f"{f:.0%}: {eta:.0f} s for {end - t:.0f} s ({(eta - (end - t)) / (end - t):+.0%})")
+    return "; ".join(out)
+
+
+def _seconds(text: str) -> int:
+    h, m, s = map(int, text.split(":"))
+    return 3600 * h + 60 * m + s
 
 
 def compare_runs(workdir: Path) -> tuple[int, list[str]]:
@@ -144,6 +179,8 @@ def main() -> None:
         print(f"{r['mode']:>8} {r['pack']:>12} {r['trained']:>7} {r['tune_trials']:>12} {r['seconds']:>8.0f} "
               f"{60 * r['trained'] / r['seconds']:>11.2f} {solo['seconds'] / r['seconds']:>7.2f}x "
               f"{r['rss']:>9} / {r['pss']:<6}")
+    for r in results.values():
+        print(f"{r['mode']}: ETA shown at a fraction of the sweep, for the time truly left: {r['eta']}")
     if "packed" in results:
         worst = 0.0
         for n, row in solo["table"].items():

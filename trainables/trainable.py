@@ -42,6 +42,7 @@ from storage.selection import LabelMap, Roles, label_map
 from storage.location import is_remote
 from storage.store import FrameStore
 from storage.store_cache import open_store as open_cached
+from trainables import memory
 from trainables.code_version import code_version
 from trainables.config import TrialConfig
 from trainables.confusion_figure import confusion_png
@@ -194,11 +195,19 @@ def trial_setup(config: dict, plan: dict):
 
 def train_trial(config: dict) -> None:
     """One trial — or, when its plan has ``members`` (``--pack-seeds``), a pack of seeds
-    trained as one model (``trainables.pack_trial``)."""
-    if "members" in config["plan"]:
-        from trainables.pack_trial import train_pack
+    trained as one model (``trainables.pack_trial``). However it ends, the worker's freed
+    memory goes back to the system before its next trial (``memory.release``)."""
+    try:
+        if "members" in config["plan"]:
+            from trainables.pack_trial import train_pack
 
-        return train_pack(config)
+            return train_pack(config)
+        return _train_solo(config)
+    finally:
+        memory.release()
+
+
+def _train_solo(config: dict) -> None:
     plan = config["plan"]
     store, labels, classes, code, where = trial_setup(config, plan)
     opened = open_trial(config, plan, store, labels, classes, where)
