@@ -4,8 +4,8 @@ Ray Tune reuses a worker process for trial after trial (``reuse_actors``). Each 
 allocates and frees its batches, activations and gradients, sized by its frame length, and
 glibc's allocator keeps what was freed in its heaps, fragmented, instead of returning it:
 measured on the default benchmark (``docs/PERFORMANCE.md``, *Memory*), a solo worker's
-resident memory grew by about 30 MB a trial at N = 4 and 140 MB at all frames, to 2.5 GB
-after 50 trials, and ``gc.collect()`` did not stop it (nor is it needed: a trial leaves
+resident memory grew by about 20 MB a trial at N = 4 and 120 MB at all frames, to 2.0–2.3 GB
+after 50 trials (``bench/worker_memory.py``), and ``gc.collect()`` did not stop it (nor is it needed: a trial leaves
 almost no cyclic garbage, and a full collection of a worker's 0.5 million objects costs
 0.15 s). ``malloc_trim(0)`` at each trial's end does, in about 20 ms: the worker then stays
 below 1 GB."""

@@ -68,7 +68,7 @@ def test_the_eta_weighs_epochs_by_their_cost():
     by epochs alike would promise the first minutes' slow pace for the whole sweep; weighed
     by each epoch's cost and each trial's fixed cost it is within 15 % of the truth from a
     tenth of the way on."""
-    per_epoch = {"all": 2.0, "16": 0.6, "12": 0.45, "8": 0.3, "4": 0.15}  # about as pack_seconds rates them
+    per_epoch = {"all": 1.27, "16": 0.35, "12": 0.27, "8": 0.19, "4": 0.10}  # as pack_seconds rates the default store
     overhead, epochs = 3.5, 16
     trials = [(f"seed{s}-N{n}", c) for n, c in per_epoch.items() for s in range(30)]
     clock = [0.0]
