@@ -141,7 +141,7 @@ def test_dry_run_lists_the_expected_number_of_trials_for_each_protocol(tmp_path)
     assert "18 trials = 9 folds x 2 seeds x 1 lengths" in said
     assert "fold-t0-seed0-Nall" in said and "fold-b2-seed1-Nall" in said
     rounds = -(-18 // at_once)
-    assert f"in all {at_once} trials at once: {rounds} round{'s' if rounds != 1 else ''} of 18 trials" in said
+    assert f"in all {at_once} trials at once: 18 trials in {rounds} round{'s' if rounds != 1 else ''}" in said
 
     said = _said(CliRunner().invoke(app, ["split", "--seeds", "3", "--lengths", "8,all", *common]))
     assert "6 trials = 3 seeds x 2 lengths (8, all)" in said and "seed2-N8" in said
