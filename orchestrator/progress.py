@@ -30,8 +30,11 @@ class _Eta(ProgressColumn):
         self.progress = progress
 
     def render(self, task) -> Text:
-        left = self.progress.eta()
-        return Text(f"ETA {_clock_text(left) if left is not None else '-:--:--'}", style="progress.remaining")
+        return Text(_eta_text(self.progress.eta()), style="progress.remaining")
+
+
+def _eta_text(left: float | None) -> str:
+    return f"ETA {_clock_text(left) if left is not None else '-:--:--'}"
 
 
 def _clock_text(seconds: float) -> str:
@@ -117,9 +120,8 @@ class SweepProgress(Callback):
         """The progress as one plain line: counts, epochs, work done, elapsed and ETA."""
         elapsed = self._clock() - self._t0 if self._t0 is not None else 0.0
         done = (self.trained + self.skipped) / self.total_work * 100 if self.total_work else 100.0
-        eta = self.eta()
         return (f"{self._describe()}; {self.epochs_done}/{self.n_trials * self.epochs} epochs, {done:.0f} % of the "
-                f"work; {_clock_text(elapsed)} elapsed, ETA {_clock_text(eta) if eta is not None else '-:--:--'}")
+                f"work; {_clock_text(elapsed)} elapsed, {_eta_text(self.eta())}")
 
     # Tune pickles its run config (callbacks included) into the experiment folder; the live
     # display holds locks and a console, so it stays behind.
