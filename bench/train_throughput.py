@@ -2,7 +2,8 @@
 
 One training step (forward, cross-entropy, backward, gradient clipping, Adam) of the model at
 batch B and T frames, solo (the plain model, ``torch.optim.Adam`` and ``clip_grad_norm_``,
-as ``fit.Fitter`` trains it) and packed (``packed_fit.packed_step``: K seeds as one model; K = 1 is
+as ``fit.Fitter`` trains it; and "solo every token": the same with the last layer over
+every token, as the model ran before only CLS queried there, the issue's baseline) and packed (``packed_fit.packed_step``: K seeds as one model; K = 1 is
 what trains a solo trial, ``packed_fit.PackOfOne``;
 forward and backward ``chunk`` members at a time). The limit is the same matrix products —
 every matmul the step ran, recorded with its shapes (SDPA's as the four / two batched
@@ -76,7 +77,8 @@ class MatmulShapes(TorchDispatchMode):
 
 def make_step(k: int, batch: int, frames: int, chunk: int = 0, compiled: str = ""):
     """A training step of k members (k = 0: the solo model, as fit.Fitter trains it).
-    ``compiled`` (packed only): a ``COMPILE_VARIANTS`` name, the step with torch.compile."""
+    ``compiled``: packed, a ``COMPILE_VARIANTS`` name, the step with torch.compile; solo,
+    ``"every token"``: the model's last layer over every token, as before its shortcut."""
     cfg = ModelConfig(max_frames=frames)
     members = []
     for seed in range(max(k, 1)):
@@ -90,7 +92,7 @@ def make_step(k: int, batch: int, frames: int, chunk: int = 0, compiled: str = "
         y = torch.randint(0, CLASSES, (batch,), generator=g)
 
         def step():
-            loss = F.cross_entropy(model(x, mask), y)
+            loss = F.cross_entropy(model(x, mask, every_token=compiled == "every token"), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0, foreach=True)
@@ -219,7 +221,8 @@ def main() -> None:
           f"best of {args.repeat} rounds, each timing every configuration and its limit once; "
           f"limit operands {args.limit_operands}")
     configs, seen = [], set()
-    runs = [(0, 0, "")] + [(int(k), int(c), "") for k in args.packs.split(",") for c in args.chunks.split(",")]
+    runs = [(0, 0, ""), (0, 0, "every token")]
+    runs += [(int(k), int(c), "") for k in args.packs.split(",") for c in args.chunks.split(",")]
     variants = [v for v in args.compile.split(",") if v]
     runs += [(int(k), int(c), v) for v in variants for k in args.packs.split(",") for c in args.chunks.split(",")]
     if variants:
@@ -234,8 +237,8 @@ def main() -> None:
         first = time.perf_counter()
         step()  # compiles, for a compiled step
         first = time.perf_counter() - first
-        if variant:  # the same products as the uncompiled step of these members and chunk
-            replay, limit_flops = limits[(k, chunk)]
+        if variant and k:  # the same products as the uncompiled step of these members and chunk
+            replay, limit_flops = limits[(k, chunk, "")]
         else:
             rec = MatmulShapes()
             with rec:
@@ -243,8 +246,8 @@ def main() -> None:
             replay = matmul_replay(rec.products, args.limit_operands == "shared")
             replay()  # warm up
             limit_flops = sum(2 * b * m * kk * n for b, m, kk, n in rec.products)
-            limits[(k, chunk)] = replay, limit_flops
-        if variant:
+            limits[(k, chunk, variant)] = replay, limit_flops
+        if variant and k:
             step()  # AOTAutograd may finish compiling on the second call
             print(f"compiled {variant} K={k} chunk {chunk}: first step {first:.1f} s (wall, compiling)", flush=True)
         configs.append(dict(k=k, chunk=chunk, variant=variant, step=step, replay=replay,
@@ -270,7 +273,7 @@ def main() -> None:
         name = ("solo" if k == 0 else f"packed {k}") + (f" {c['variant']}" if c["variant"] else "")
         print(f"{name:>24} {c['chunk']:5d} {t * 1e3:9.1f} {per_member * 1e3:10.1f} {achieved / 1e9:8.1f} "
               f"{limit / 1e9:8.1f} {achieved / limit:9.0%} {solo_member_s / per_member:7.2f}x"
-              + (f" {plain[(k, c['chunk'])] / t:12.2f}x" if c["variant"] else ""))
+              + (f" {plain[(k, c['chunk'])] / t:12.2f}x" if c["variant"] and k else ""))
     if variants:
         from torch._dynamo.utils import counters
         print("dynamo:", {key: dict(counters[key]) for key in ("frames", "stats", "recompiles") if counters[key]})

@@ -83,16 +83,21 @@ class PackedModel:
         bias = attention_bias(keep, c.heads, x.dtype) if by_hand else keep.reshape(k * b, 1, 1, t + 1)
         for i in range(c.depth):
             a = f"layers.{i}.0."
+            # the last layer: only the CLS token queries and goes on (EvolutionTransformer.forward)
+            tq = 1 if i == c.depth - 1 else t + 1
             h = _layer_norm(x, p[a + "norm.weight"], p[a + "norm.bias"])
             if by_hand:
                 y = attention(h.view(k, b * (t + 1), c.dim), p[a + "qkv.weight"], p[a + "out.weight"],
-                              p[a + "out.bias"], bias, b, c.heads, c.dim_head).view(k, b, t + 1, c.dim)
+                              p[a + "out.bias"], bias[:, :tq], b, c.heads, c.dim_head,
+                              cls_only=tq == 1).view(k, b, tq, c.dim)
             else:  # SDPA over [K*B, heads, T, d]: a few large kernels, no per-member launches
-                qkv = _linear(h, p[a + "qkv.weight"], None)
-                q, kk, v = qkv.view(k * b, t + 1, 3, c.heads, c.dim_head).permute(2, 0, 3, 1, 4)
+                inner = c.heads * c.dim_head
+                w = p[a + "qkv.weight"]
+                q = _linear(h[:, :, :tq], w[:, :inner], None).view(k * b, tq, c.heads, c.dim_head).transpose(1, 2)
+                kk, v = _linear(h, w[:, inner:], None).view(k * b, t + 1, 2, c.heads, c.dim_head).permute(2, 0, 3, 1, 4)
                 y = F.scaled_dot_product_attention(q, kk, v, attn_mask=bias)
-                y = _linear(y.transpose(1, 2).reshape(k, b, t + 1, -1), p[a + "out.weight"], p[a + "out.bias"])
-            x = x + y
+                y = _linear(y.transpose(1, 2).reshape(k, b, tq, -1), p[a + "out.weight"], p[a + "out.bias"])
+            x = x[:, :, :tq] + y
             f = f"layers.{i}.1.net."
             h = _layer_norm(x, p[f + "0.weight"], p[f + "0.bias"])
             h = F.gelu(_linear(h, p[f + "1.weight"], p[f + "1.bias"]))
@@ -152,14 +157,16 @@ def attention_bias(keep: torch.Tensor, heads: int, dtype: torch.dtype) -> torch.
 
 
 def attention(h: torch.Tensor, qkv_weight: torch.Tensor, out_weight: torch.Tensor, out_bias: torch.Tensor,
-              bias: torch.Tensor, clips: int, heads: int, dim_head: int) -> torch.Tensor:
+              bias: torch.Tensor, clips: int, heads: int, dim_head: int, cls_only: bool = False) -> torch.Tensor:
     """One layer's attention, per member, without its norm and residual: ``h [K, B*T, dim]``
     (normed tokens), the solo layer's ``qkv.weight [K, 3*heads*dim_head, dim]`` (no bias),
     ``out.weight [K, dim, heads*dim_head]`` and ``out.bias [K, dim]``, ``bias`` from
-    ``attention_bias`` -> ``[K, B*T, dim]``: out(softmax(q k^T / sqrt(d) + bias) v), as the
-    solo ``Attention`` (``F.scaled_dot_product_attention`` with a boolean key mask)
-    computes it."""
-    return _Attention.apply(h, qkv_weight, out_weight, out_bias, bias, clips, heads, dim_head)
+    ``attention_bias`` (its first query row for ``cls_only``) -> ``[K, B*T, dim]``:
+    out(softmax(q k^T / sqrt(d) + bias) v), as the solo ``Attention``
+    (``F.scaled_dot_product_attention`` with a boolean key mask) computes it.
+    ``cls_only``: only each clip's first token (CLS) queries, every token is still a key and
+    a value -> ``[K, B, dim]``, the CLS rows of the full output (the last layer's)."""
+    return _Attention.apply(h, qkv_weight, out_weight, out_bias, bias, clips, heads, dim_head, cls_only)
 
 
 class _Attention(torch.autograd.Function):
@@ -172,61 +179,72 @@ class _Attention(torch.autograd.Function):
     about what the matmuls do. Only weight-sized tensors are transposed."""
 
     @staticmethod
-    def forward(ctx, h, qkv_weight, out_weight, out_bias, bias, clips, heads, dim_head):
+    def forward(ctx, h, qkv_weight, out_weight, out_bias, bias, clips, heads, dim_head, cls_only):
         k, bt, dim = h.shape
-        t, n = bt // clips, k * heads * clips
+        hq = h.view(k, clips, bt // clips, dim)[:, :, 0].contiguous() if cls_only else h  # the queries
+        bq = hq.shape[1]
+        t, tq, n = bt // clips, bq // clips, k * heads * clips
         wqkv = qkv_weight.view(k, 3, heads, dim_head, dim)
         wout = out_weight.view(k, dim, heads, dim_head)
-        hm = h.new_empty(3, k, heads, bt, dim_head)  # q, k, v: [part, member, head, clip * frame, d]
+        qm = h.new_empty(k, heads, bq, dim_head)  # q: [member, head, clip * query, d]
+        kvm = h.new_empty(2, k, heads, bt, dim_head)  # k, v: [part, member, head, clip * frame, d]
         for m in range(k):
+            torch.bmm(hq[m].expand(heads, bq, dim), wqkv[m, 0].transpose(1, 2), out=qm[m])
             x = h[m].expand(heads, bt, dim)
-            for part in range(3):
-                torch.bmm(x, wqkv[m, part].transpose(1, 2), out=hm[part, m])
-        q, kk, v = (hm[i].view(n, t, dim_head) for i in range(3))
+            for part in (1, 2):
+                torch.bmm(x, wqkv[m, part].transpose(1, 2), out=kvm[part - 1, m])
+        q, kk, v = qm.view(n, tq, dim_head), kvm[0].view(n, t, dim_head), kvm[1].view(n, t, dim_head)
         scale = dim_head ** -0.5
         p = torch.softmax(torch.baddbmm(bias, q, kk.transpose(1, 2), alpha=scale), dim=-1)
-        y = torch.bmm(p, v).view(k, heads, bt, dim_head)
-        out = torch.empty_like(h)
+        y = torch.bmm(p, v).view(k, heads, bq, dim_head)
+        out = hq.new_empty(k, bq, dim)
         for m in range(k):  # sum over heads of y_h @ out_h^T, + out.bias
             torch.sum(torch.bmm(y[m], wout[m].permute(1, 2, 0)), dim=0, out=out[m])
         out += out_bias[:, None, :]
-        ctx.save_for_backward(h, qkv_weight, out_weight, hm, p, y)
-        ctx.dims = (clips, heads, dim_head, scale)
+        ctx.save_for_backward(hq, h, qkv_weight, out_weight, qm, kvm, p, y)
+        ctx.dims = (clips, heads, dim_head, scale, cls_only)
         return out
 
     @staticmethod
     def backward(ctx, grad):
-        h, qkv_weight, out_weight, hm, p, y = ctx.saved_tensors
-        clips, heads, dim_head, scale = ctx.dims
+        hq, h, qkv_weight, out_weight, qm, kvm, p, y = ctx.saved_tensors
+        clips, heads, dim_head, scale, cls_only = ctx.dims
         k, bt, dim = h.shape
-        t, n = bt // clips, k * heads * clips
+        bq = hq.shape[1]
+        t, tq, n = bt // clips, bq // clips, k * heads * clips
         grad = grad.contiguous()
         wout = out_weight.view(k, dim, heads, dim_head)
         g_out_bias = grad.sum(dim=1)
         g_out_weight = torch.empty_like(out_weight)
-        gy = torch.empty_like(y)  # [K, heads, B*T, d]
+        gy = torch.empty_like(y)  # [K, heads, B*Tq, d]
         for m in range(k):
-            g = grad[m].expand(heads, bt, dim)
+            g = grad[m].expand(heads, bq, dim)
             torch.bmm(g, wout[m].permute(1, 0, 2), out=gy[m])
             g_out_weight[m].view(dim, heads, dim_head).copy_(torch.bmm(g.transpose(1, 2), y[m]).transpose(0, 1))
-        q, kk, v = (hm[i].view(n, t, dim_head) for i in range(3))
-        gy = gy.view(n, t, dim_head)
-        d = torch.empty_like(hm)
+        q, kk, v = qm.view(n, tq, dim_head), kvm[0].view(n, t, dim_head), kvm[1].view(n, t, dim_head)
+        gy = gy.view(n, tq, dim_head)
+        dq, dkv = torch.empty_like(qm), torch.empty_like(kvm)
         gp = torch.bmm(gy, v.transpose(1, 2))
-        torch.bmm(p.transpose(1, 2), gy, out=d[2].view(n, t, dim_head))
+        torch.bmm(p.transpose(1, 2), gy, out=dkv[1].view(n, t, dim_head))
         ds = torch._softmax_backward_data(gp, p, -1, p.dtype)
-        torch.baddbmm(d[0].view(n, t, dim_head), ds, kk, beta=0, alpha=scale, out=d[0].view(n, t, dim_head))
-        torch.baddbmm(d[1].view(n, t, dim_head), ds.transpose(1, 2), q, beta=0, alpha=scale,
-                      out=d[1].view(n, t, dim_head))
+        torch.baddbmm(dq.view(n, tq, dim_head), ds, kk, beta=0, alpha=scale, out=dq.view(n, tq, dim_head))
+        torch.baddbmm(dkv[0].view(n, t, dim_head), ds.transpose(1, 2), q, beta=0, alpha=scale,
+                      out=dkv[0].view(n, t, dim_head))
         wqkv = qkv_weight.view(k, 3, heads, dim_head, dim)
         g_qkv_weight = torch.empty_like(qkv_weight).view(k, 3, heads, dim_head, dim)
         gh = torch.empty_like(h)
         for m in range(k):
+            torch.bmm(dq[m].transpose(1, 2), hq[m].expand(heads, bq, dim), out=g_qkv_weight[m, 0])
             x = h[m].expand(heads, bt, dim)
-            acc = torch.bmm(d[0, m], wqkv[m, 0])  # [heads, bt, dim], summed over parts then heads
-            for part in range(3):
-                torch.bmm(d[part, m].transpose(1, 2), x, out=g_qkv_weight[m, part])
-                if part:
-                    acc.baddbmm_(d[part, m], wqkv[m, part])
+            for part in (1, 2):
+                torch.bmm(dkv[part - 1, m].transpose(1, 2), x, out=g_qkv_weight[m, part])
+            if cls_only:  # k and v from every token, q from the CLS rows only
+                acc = torch.bmm(dkv[0, m], wqkv[m, 1])
+            else:  # [heads, bt, dim], summed over parts then heads
+                acc = torch.bmm(dq[m], wqkv[m, 0])
+                acc.baddbmm_(dkv[0, m], wqkv[m, 1])
+            acc.baddbmm_(dkv[1, m], wqkv[m, 2])
             torch.sum(acc, dim=0, out=gh[m])
-        return gh, g_qkv_weight.view_as(qkv_weight), g_out_weight, g_out_bias, None, None, None, None
+            if cls_only:
+                gh[m].view(clips, t, dim)[:, 0] += torch.bmm(dq[m], wqkv[m, 0]).sum(dim=0)
+        return gh, g_qkv_weight.view_as(qkv_weight), g_out_weight, g_out_bias, None, None, None, None, None

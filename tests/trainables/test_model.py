@@ -68,3 +68,22 @@ def test_normalized_time_positions_span_every_clip_by_its_own_length():
     m3 = create_model(ModelConfig(positions="normalized_time", time_points=4), 4, 2)
     assert torch.allclose(m3._positions(3, mask)[0, 2], m3.pos[0, 1:][1:3].mean(0), atol=1e-6)
     m(torch.randn(2, 300, 4), torch.ones(2, 300, dtype=torch.bool))  # no max_frames limit
+
+
+@pytest.mark.parametrize("cfg", [ModelConfig(max_frames=16), ModelConfig(positions="normalized_time", depth=2)],
+                         ids=["learned", "normalized_time"])
+def test_the_last_layer_computing_cls_alone_is_the_whole_models_function(cfg):
+    """Only CLS queries in the last layer: the logits and every gradient are those of the
+    last layer over every token (the model before the shortcut)."""
+    torch.manual_seed(0)
+    m = create_model(cfg, token_dim=12, num_classes=4)
+    tokens, mask = torch.randn(5, 9, 12), torch.ones(5, 9, dtype=torch.bool)
+    mask[1, 4:] = False
+    mask[3, 1:] = False
+    logits, reference = m(tokens, mask), m(tokens, mask, every_token=True)
+    assert torch.allclose(logits, reference, atol=1e-5)
+    params = list(m.parameters())
+    grads = torch.autograd.grad(logits.square().sum(), params)
+    expected = torch.autograd.grad(reference.square().sum(), params)
+    for (name, _), g, e in zip(m.named_parameters(), grads, expected):
+        assert torch.allclose(g, e, atol=1e-5, rtol=1e-4), name
