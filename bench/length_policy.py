@@ -12,7 +12,6 @@ the epoch chosen on ``test_A``, test UF1 on ``test_B``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 from pathlib import Path
