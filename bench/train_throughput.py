@@ -2,10 +2,10 @@
 
 One training step (forward, cross-entropy, backward, gradient clipping, Adam) of the model at
 batch B and T frames, solo (the plain model, ``torch.optim.Adam`` and ``clip_grad_norm_``,
-as ``fit.Fitter`` trains it; and "solo every token": the same with the last layer over
-every token, as the model ran before only CLS queried there, the issue's baseline) and packed (``packed_fit.packed_step``: K seeds as one model; K = 1 is
-what trains a solo trial, ``packed_fit.PackOfOne``;
-forward and backward ``chunk`` members at a time). The limit is the same matrix products —
+as ``fit.Fitter`` trains it; "solo every token": the same with the last layer over every
+token, as the model ran before only CLS queried there, the issue's baseline) and packed
+(``packed_fit.packed_step``: K seeds as one model; K = 1 is what trains a solo trial,
+``packed_fit.PackOfOne``; forward and backward ``chunk`` members at a time). The limit is the same matrix products —
 every matmul the step ran, recorded with its shapes (SDPA's as the four / two batched
 matmuls they are) — replayed as bare ``torch.bmm`` calls on the same thread in the same
 run: what the arithmetic alone costs here. Achieved GFLOP/s count those products' FLOPs.
@@ -75,9 +75,9 @@ class MatmulShapes(TorchDispatchMode):
         return func(*args, **kwargs)
 
 
-def make_step(k: int, batch: int, frames: int, chunk: int = 0, compiled: str = ""):
+def make_step(k: int, batch: int, frames: int, chunk: int = 0, variant: str = ""):
     """A training step of k members (k = 0: the solo model, as fit.Fitter trains it).
-    ``compiled``: packed, a ``COMPILE_VARIANTS`` name, the step with torch.compile; solo,
+    ``variant``: packed, a ``COMPILE_VARIANTS`` name, the step with torch.compile; solo,
     ``"every token"``: the model's last layer over every token, as before its shortcut."""
     cfg = ModelConfig(max_frames=frames)
     members = []
@@ -92,7 +92,7 @@ def make_step(k: int, batch: int, frames: int, chunk: int = 0, compiled: str = "
         y = torch.randint(0, CLASSES, (batch,), generator=g)
 
         def step():
-            loss = F.cross_entropy(model(x, mask, every_token=compiled == "every token"), y)
+            loss = F.cross_entropy(model(x, mask, every_token=variant == "every token"), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0, foreach=True)
@@ -112,8 +112,8 @@ def make_step(k: int, batch: int, frames: int, chunk: int = 0, compiled: str = "
         return F.cross_entropy(logits.flatten(0, 1), y[members].flatten(), reduction="none").view(n, batch).mean(dim=1)
 
     forward, clip = None, 1.0
-    if compiled:
-        v = COMPILE_VARIANTS[compiled]
+    if variant:
+        v = COMPILE_VARIANTS[variant]
         forward = torch.compile(pack.forward, fullgraph=True, dynamic=v["dynamic"], mode=v["mode"],
                                 options=v.get("options"))
         if v["update"]:  # clipping and Adam as one compiled function
